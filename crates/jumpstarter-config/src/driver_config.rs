@@ -49,6 +49,28 @@ impl DriverConfig {
         }
     }
 
+    /// The same config without some keys (positions of the rest are kept).
+    pub fn without(&self, keys: &[&str]) -> DriverConfig {
+        let node = self.node.as_ref().map(|n| match &n.value {
+            Value::Map(entries) => Node {
+                value: Value::Map(
+                    entries
+                        .iter()
+                        .filter(|(k, _)| !keys.contains(&k.key_text()))
+                        .cloned()
+                        .collect(),
+                ),
+                ..n.clone()
+            },
+            _ => n.clone(),
+        });
+        DriverConfig {
+            node,
+            owner: self.owner,
+            file: self.file.clone(),
+        }
+    }
+
     /// Keys present in the config mapping.
     pub fn keys(&self) -> Vec<String> {
         self.node
@@ -74,9 +96,16 @@ impl DriverConfig {
                     _ => None,
                 })
                 .collect();
-            let pos = match &self.node {
-                Some(n) => n.locate(&segments).pos,
-                None => self.owner,
+            let unknown_key = err.inner().to_string().starts_with("unknown field");
+            let pos = match (&self.node, segments.split_last()) {
+                // An unknown field: point at the key, not at its value.
+                (Some(n), Some((PathSegment::Key(k), parent))) if unknown_key => n
+                    .locate(parent)
+                    .as_map()
+                    .and_then(|m| m.iter().find(|(key, _)| key.key_text() == k))
+                    .map_or(n.pos, |(key, _)| key.pos),
+                (Some(n), _) => n.locate(&segments).pos,
+                (None, _) => self.owner,
             };
             let path = err.path().to_string();
             let message = if path == "." {
@@ -183,7 +212,10 @@ mod tests {
             .parse::<Tcp>()
             .unwrap_err()
             .to_string();
-        assert!(err.contains("unknown field `prot`"), "{err}");
+        assert!(
+            err.starts_with("x.yaml:5:3: config.prot: unknown field `prot`"),
+            "{err}"
+        );
     }
 
     #[test]

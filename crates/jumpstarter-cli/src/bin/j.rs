@@ -1,0 +1,5 @@
+fn main() {
+    std::process::exit(jumpstarter_cli::j::main(
+        std::env::args_os().skip(1).collect(),
+    ));
+}

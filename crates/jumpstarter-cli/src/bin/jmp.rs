@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(jumpstarter_cli::main_from_args());
+}

@@ -1,0 +1,106 @@
+//! `j`: driver commands inside a `jmp shell`.
+//!
+//! `j` connects to `JUMPSTARTER_HOST`, reads the driver tree from `GetReport` and builds its
+//! command tree from it: one group per export key, with the commands of the node's client
+//! class (power, network, ...), and generic `call`/`stream-call`/`connect`/`methods` commands
+//! for client classes it has no native commands for.
+//!
+//! Conventions (upstream's): `--help` exits 0; usage errors and driver errors exit 1; a group
+//! without a command prints its help to stderr and exits 1.
+
+mod allow;
+mod generic;
+mod network;
+mod power;
+mod tree;
+mod usage;
+
+use std::ffi::OsString;
+
+use jumpstarter_core::Client;
+use jumpstarter_core::transport::Target;
+
+pub use allow::Allow;
+
+/// Runs `j` with its arguments (without the program name); returns the exit code.
+pub fn main(args: Vec<OsString>) -> i32 {
+    let host = match std::env::var("JUMPSTARTER_HOST") {
+        Ok(h) if !h.is_empty() => h,
+        _ => {
+            eprintln!(
+                "Error: the j command must be used inside a jmp shell: JUMPSTARTER_HOST not set"
+            );
+            return 1;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let code = rt.block_on(run(host, args));
+    // Do not wait for a blocked stdin reader thread.
+    rt.shutdown_background();
+    code
+}
+
+async fn run(host: String, args: Vec<OsString>) -> i32 {
+    crate::logging::init(&early_log_level(&args), crate::logging::Sink::Stdout);
+    let target = Target::parse(&host);
+    if let Target::Tcp { .. } = target
+        && !insecure_env()
+    {
+        eprintln!(
+            "Error: TLS connections to {target} are not available in this build yet; \
+             set JMP_GRPC_INSECURE=1 for a plaintext exporter"
+        );
+        return 1;
+    }
+    let client = match Client::connect(&target).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return 1;
+        }
+    };
+    let allow = Allow::from_env();
+    tree::run(&client, &allow, args).await
+}
+
+fn insecure_env() -> bool {
+    ["JMP_GRPC_INSECURE", "JUMPSTARTER_GRPC_INSECURE"]
+        .iter()
+        .any(|k| std::env::var(k).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")))
+}
+
+/// `--log-level` of the root group, read before the tree exists.
+fn early_log_level(args: &[OsString]) -> String {
+    let mut it = args.iter().map(|a| a.to_string_lossy());
+    while let Some(a) = it.next() {
+        if a == "--log-level" {
+            return it.next().map(|v| v.into_owned()).unwrap_or_default();
+        }
+        if let Some(v) = a.strip_prefix("--log-level=") {
+            return v.to_owned();
+        }
+    }
+    "INFO".into()
+}
+
+/// What a command returns: an exit code, or an error to print.
+pub type CmdResult = Result<i32, CmdError>;
+
+/// A command failure, printed as `Error: <message>` with exit code 1.
+#[derive(Debug)]
+pub struct CmdError(pub String);
+
+impl<E: std::fmt::Display> From<E> for CmdError {
+    fn from(e: E) -> Self {
+        CmdError(e.to_string())
+    }
+}

@@ -1,0 +1,143 @@
+//! The `j` command tree, built from the session's driver tree.
+
+use std::ffi::OsString;
+use std::future::Future;
+use std::pin::Pin;
+
+use clap::{Arg, ArgMatches, Command};
+use jumpstarter_core::tree::COMPOSITE_CLIENT;
+use jumpstarter_core::{Client, DriverClient};
+use jumpstarter_drivers::network::NETWORK_CLIENT;
+use jumpstarter_drivers::power::{POWER_CLIENT, VIRTUAL_POWER_CLIENT};
+
+use super::allow::Allow;
+use super::{CmdError, CmdResult, generic, network, power, usage};
+
+const LEVELS: [&str; 5] = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
+
+/// How `j` presents a node.
+pub enum Kind {
+    Composite,
+    Power {
+        virtual_power: bool,
+    },
+    Network,
+    /// A client class without native commands: generic calls by method name.
+    Generic,
+    /// Not allowed by `JMP_DRIVERS_ALLOW`: listed, with the reason.
+    Denied(String),
+}
+
+pub fn kind(node: &DriverClient, allow: &Allow) -> Kind {
+    let class = node.client_class();
+    if class == COMPOSITE_CLIENT {
+        return Kind::Composite;
+    }
+    if !allow.allows(class) {
+        return Kind::Denied(allow.denial(class));
+    }
+    match class {
+        POWER_CLIENT => Kind::Power {
+            virtual_power: false,
+        },
+        VIRTUAL_POWER_CLIENT => Kind::Power {
+            virtual_power: true,
+        },
+        NETWORK_CLIENT | "jumpstarter_driver_network.client.DbusNetworkClient" => Kind::Network,
+        _ => Kind::Generic,
+    }
+}
+
+/// The help of a sub-command: the config's `methods_description` wins over the built-in text.
+pub fn help_for(node: &DriverClient, command: &str, builtin: &str) -> String {
+    node.methods_description()
+        .get(command)
+        .cloned()
+        .unwrap_or_else(|| builtin.to_owned())
+}
+
+/// A driver group: named by the export key, help from the config's `description`.
+pub fn group(name: &str, node: &DriverClient, builtin_help: &str) -> Command {
+    Command::new(name.to_owned())
+        .about(node.description().unwrap_or(builtin_help).to_owned())
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+}
+
+fn log_level_arg() -> Arg {
+    Arg::new("log-level")
+        .long("log-level")
+        .value_parser(LEVELS)
+        .ignore_case(true)
+        .global(false)
+        .help("Set the log level")
+}
+
+fn command_for(name: &str, node: &DriverClient, allow: &Allow) -> Command {
+    match kind(node, allow) {
+        Kind::Composite => composite(name, node, allow),
+        Kind::Power { virtual_power } => power::command(name, node, virtual_power),
+        Kind::Network => network::command(name, node),
+        Kind::Generic => generic::command(name, node),
+        Kind::Denied(reason) => Command::new(name.to_owned())
+            .about(reason)
+            .allow_external_subcommands(true),
+    }
+}
+
+fn composite(name: &str, node: &DriverClient, allow: &Allow) -> Command {
+    let mut cmd = group(name, node, "Generic composite device").arg(log_level_arg());
+    for child in node.children() {
+        cmd = cmd.subcommand(command_for(child.name(), child, allow));
+    }
+    cmd
+}
+
+/// Parses `args` against the tree and runs the chosen command.
+pub async fn run(client: &Client, allow: &Allow, args: Vec<OsString>) -> i32 {
+    let root = client.root();
+    let cmd = composite("j", root, allow);
+    let argv = std::iter::once(OsString::from("j")).chain(args);
+    let matches = match cmd.try_get_matches_from(argv) {
+        Ok(m) => m,
+        Err(e) => {
+            let r = usage::render(&e);
+            if r.to_stdout {
+                print!("{}", r.text);
+            } else {
+                eprint!("{}", r.text);
+            }
+            return r.code;
+        }
+    };
+    match dispatch(root.clone(), matches, allow.clone()).await {
+        Ok(code) => code,
+        Err(CmdError(msg)) => {
+            eprintln!("Error: {msg}");
+            1
+        }
+    }
+}
+
+type BoxFut = Pin<Box<dyn Future<Output = CmdResult>>>;
+
+fn dispatch(node: DriverClient, m: ArgMatches, allow: Allow) -> BoxFut {
+    Box::pin(async move {
+        match kind(&node, &allow) {
+            Kind::Composite => {
+                let Some((name, sub)) = m.subcommand() else {
+                    return Err(CmdError("missing command".into()));
+                };
+                let child = node
+                    .child(name)
+                    .cloned()
+                    .ok_or_else(|| CmdError(format!("No such command '{name}'.")))?;
+                dispatch(child, sub.clone(), allow).await
+            }
+            Kind::Power { virtual_power } => power::run(&node, &m, virtual_power).await,
+            Kind::Network => network::run(&node, &m).await,
+            Kind::Generic => generic::run(&node, &m).await,
+            Kind::Denied(reason) => Err(CmdError(format!("{}: {reason}", node.name()))),
+        }
+    })
+}

@@ -1,0 +1,94 @@
+//! `jmp`: the management CLI.
+
+mod shell;
+
+use std::ffi::OsString;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::logging;
+
+const LEVELS: [&str; 5] = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jmp",
+    about = "The Jumpstarter CLI",
+    disable_version_flag = true,
+    arg_required_else_help = true
+)]
+struct Jmp {
+    /// Set the log level
+    #[arg(long, value_name = "LEVEL", default_value = "INFO", ignore_case = true, value_parser = LEVELS)]
+    log_level: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Spawns a shell (or runs a command) connected to a local exporter, a direct exporter, or
+    /// an exporter leased from a controller
+    #[command(alias = "sh", alias = "s")]
+    Shell(shell::ShellArgs),
+    /// Get the current Jumpstarter version
+    #[command(alias = "ver", alias = "v")]
+    Version(VersionArgs),
+}
+
+#[derive(Debug, Args)]
+struct VersionArgs {
+    /// Output format
+    #[arg(short, long, value_parser = ["json", "yaml", "name"])]
+    output: Option<String>,
+}
+
+/// Runs `jmp` with the full argv (program name first); returns the exit code.
+pub fn main(args: Vec<OsString>) -> i32 {
+    let cli = match Jmp::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = e.exit_code();
+            let _ = e.print();
+            return code;
+        }
+    };
+    match cli.command {
+        Command::Version(v) => version(v.output.as_deref()),
+        Command::Shell(args) => {
+            logging::init(&cli.log_level, logging::Sink::Stdout);
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("Error: cannot start the runtime: {e}");
+                    return 1;
+                }
+            };
+            rt.block_on(shell::run(args))
+        }
+    }
+}
+
+fn version(output: Option<&str>) -> i32 {
+    let version = env!("CARGO_PKG_VERSION");
+    match output {
+        Some("json") => println!(
+            "{{\n    \"gitVersion\": \"{version}\",\n    \"implementation\": \"jumpstarter-rs\"\n}}"
+        ),
+        Some("yaml") => println!("gitVersion: {version}\nimplementation: jumpstarter-rs\n"),
+        _ => {
+            let exe = std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "jmp".into());
+            println!(
+                "Jumpstarter v{version} from {exe} (jumpstarter-rs, protocol of Jumpstarter 0.9.0)"
+            );
+        }
+    }
+    0
+}

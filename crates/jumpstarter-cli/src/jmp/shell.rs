@@ -1,0 +1,269 @@
+//! `jmp shell`: a shell or command connected to an exporter.
+//!
+//! Local mode (`--exporter ALIAS` / `--exporter-config PATH`) runs the exporter in this
+//! process on a private unix socket and spawns `$SHELL` (or the command after `--`) with
+//! `JUMPSTARTER_HOST` pointing at it. Unlike upstream 0.9.0 (which always exits 0 here), the
+//! exit code is the child's (128+N when the child dies of signal N).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+
+use clap::Args;
+use jumpstarter_config::ExporterConfig;
+use jumpstarter_config::paths::Locations;
+use jumpstarter_core::LogHub;
+use jumpstarter_exporter::Exporter;
+
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// Alias of a local exporter config (local mode)
+    #[arg(long, value_name = "TEXT")]
+    exporter: Option<String>,
+    /// Path of an exporter config file (local mode)
+    #[arg(long, value_name = "PATH")]
+    exporter_config: Option<PathBuf>,
+    /// Alias of a client config (distributed mode)
+    #[arg(long, value_name = "TEXT")]
+    client: Option<String>,
+    /// Path of a client config file (distributed mode)
+    #[arg(long, value_name = "PATH")]
+    client_config: Option<PathBuf>,
+    /// Use an existing lease (not released at exit)
+    #[arg(long, value_name = "TEXT", env = "JMP_LEASE")]
+    lease: Option<String>,
+    /// Label selector for the lease to create
+    #[arg(short = 'l', long, value_name = "TEXT")]
+    selector: Vec<String>,
+    /// Name of the exporter to lease
+    #[arg(short = 'n', long, value_name = "TEXT")]
+    name: Option<String>,
+    /// Duration of the created lease
+    #[arg(long, value_name = "DURATION", default_value = "00:30:00")]
+    duration: String,
+    /// Also stream the exporter's driver and system logs
+    #[arg(long)]
+    exporter_logs: bool,
+    /// How long to wait for a lease
+    #[arg(long, value_name = "DURATION")]
+    acquisition_timeout: Option<String>,
+    /// How long to keep re-leasing an unreachable exporter
+    #[arg(long, value_name = "DURATION", env = "JMP_RETRY_TIMEOUT")]
+    retry_timeout: Option<String>,
+    /// Connect directly to an exporter listening on HOST:PORT (direct mode)
+    #[arg(long, value_name = "HOST:PORT")]
+    tls_grpc: Option<String>,
+    /// Direct mode without TLS
+    #[arg(long)]
+    tls_grpc_insecure: bool,
+    /// Passphrase for direct mode
+    #[arg(long, value_name = "TEXT")]
+    passphrase: Option<String>,
+    /// Command to run instead of an interactive shell (put `--` before it)
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    command: Vec<OsString>,
+}
+
+const SPECIFY_ONE: &str = "Specify one of: --client / --client-config, --exporter / --exporter-config, or --tls-grpc HOST:PORT";
+
+fn usage_error(message: &str) -> i32 {
+    eprintln!(
+        "Usage: jmp shell [OPTIONS] [COMMAND]...\nTry 'jmp shell --help' for help.\n\nError: {message}"
+    );
+    2
+}
+
+pub async fn run(args: ShellArgs) -> i32 {
+    if args.tls_grpc.is_some() {
+        eprintln!("Error: direct mode (--tls-grpc) is not available in this build yet");
+        return 1;
+    }
+    let given = [
+        args.client.is_some(),
+        args.client_config.is_some(),
+        args.exporter.is_some(),
+        args.exporter_config.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() > 1 {
+        return usage_error(
+            "Invalid value: only one of --client, --client-config, --exporter, --exporter-config should be specified",
+        );
+    }
+    let path = if let Some(p) = &args.exporter_config {
+        p.clone()
+    } else if let Some(alias) = &args.exporter {
+        match Locations::from_env().find_exporter(alias) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                return 1;
+            }
+        }
+    } else if args.client.is_some() || args.client_config.is_some() {
+        eprintln!(
+            "Error: distributed mode (--client / --client-config) is not available in this build yet"
+        );
+        return 1;
+    } else {
+        return usage_error(SPECIFY_ONE);
+    };
+    local(&path, &args.command).await
+}
+
+async fn local(path: &Path, command: &[OsString]) -> i32 {
+    let config = match ExporterConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("Error: Failed to load config: {e}");
+            return 1;
+        }
+    };
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
+    let exporter = match Exporter::new(config, jumpstarter_drivers::builtin()).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return 1;
+        }
+    };
+    let local = match exporter.start_local(LogHub::new()).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return 1;
+        }
+    };
+    let env = [
+        ("JUMPSTARTER_HOST", local.path().as_os_str().to_owned()),
+        ("JMP_DRIVERS_ALLOW", "UNSAFE".into()),
+        ("_JMP_SUPPRESS_DRIVER_WARNINGS", "1".into()),
+    ];
+    let code = run_child(command, "local", &env).await;
+    local.stop().await;
+    code
+}
+
+/// Runs the shell or command with extra environment, forwarding SIGTERM/SIGHUP and riding
+/// out SIGINT (the terminal delivers it to the child too). Returns the child's exit code.
+pub async fn run_child(command: &[OsString], context: &str, env: &[(&str, OsString)]) -> i32 {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let mut cmd = child_command(command, context);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let program = command
+                .first()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(default_shell);
+            eprintln!("Error: cannot run '{program}': {e}");
+            return if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+        }
+    };
+    let pid = child.id();
+    let (Ok(mut int), Ok(mut term), Ok(mut hup), Ok(mut quit)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+        signal(SignalKind::quit()),
+    ) else {
+        return exit_code(child.wait().await.ok());
+    };
+    let forward = |sig: Signal| {
+        if let Some(pid) = pid {
+            let _ = kill(Pid::from_raw(pid as i32), sig);
+        }
+    };
+    loop {
+        tokio::select! {
+            status = child.wait() => return exit_code(status.ok()),
+            _ = int.recv() => {}
+            _ = quit.recv() => {}
+            _ = term.recv() => forward(Signal::SIGTERM),
+            _ = hup.recv() => forward(Signal::SIGHUP),
+        }
+    }
+}
+
+fn exit_code(status: Option<ExitStatus>) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Some(s) => s
+            .code()
+            .or_else(|| s.signal().map(|sig| 128 + sig))
+            .unwrap_or(1),
+        None => 1,
+    }
+}
+
+fn default_shell() -> String {
+    std::env::var("SHELL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "bash".into())
+}
+
+/// The command to spawn: the given argv, or `$SHELL` with upstream's prompt for the context.
+fn child_command(command: &[OsString], context: &str) -> tokio::process::Command {
+    if let Some((program, args)) = command.split_first() {
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args);
+        return cmd;
+    }
+    let shell = default_shell();
+    let name = Path::new(&shell)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_owned();
+    let mut cmd = tokio::process::Command::new(&shell);
+    if name.ends_with("bash") {
+        cmd.args(["--norc", "--noprofile"]);
+        cmd.env(
+            "PS1",
+            format!(
+                "\\[\\e[90m\\]\\W \\[\\e[93m\\]⚡\\[\\e[97m\\]{context} \\[\\e[93m\\]➤\\[\\e[0m\\] "
+            ),
+        );
+    } else if name == "zsh" {
+        cmd.args([
+            "--no-rcs",
+            "-o",
+            "inc_append_history",
+            "-o",
+            "share_history",
+        ]);
+        cmd.env(
+            "PS1",
+            format!("%F{{8}}%1~ %F{{yellow}}⚡%F{{white}}{context} %F{{yellow}}➤%f "),
+        );
+        if std::env::var_os("HISTFILE").is_none()
+            && let Some(home) = std::env::var_os("HOME")
+        {
+            cmd.env("HISTFILE", Path::new(&home).join(".zsh_history"));
+        }
+    } else if name == "fish" {
+        cmd.args([
+            "--init-command",
+            &format!(
+                "function fish_prompt; set_color grey; echo -n (basename $PWD)' '; set_color yellow; echo -n '⚡'; set_color white; echo -n '{context} '; set_color yellow; echo -n '➤ '; set_color normal; end"
+            ),
+        ]);
+    }
+    cmd
+}

@@ -1,0 +1,28 @@
+//! The heart of Jumpstarter: drivers, sessions, streams and the session client.
+//!
+//! * [`driver`]: the driver model (the [`Driver`] trait, method tables, errors, arguments).
+//! * [`tree`] and [`registry`]: driver instances, `ref:` aliases, the `GetReport` layout, and
+//!   constructors keyed by upstream `type:` strings.
+//! * [`session`]: one tree served as `ExporterService` + `RouterService`.
+//! * [`stream`]: the frame <-> byte-stream bridge, written once.
+//! * [`client`] and [`transport`]: reaching a session and driving its drivers.
+//! * [`logs`]: what `LogStream` serves.
+//! * [`testing`]: `serve(tree)`, a driver tree behind a real session on a temporary socket.
+
+pub mod client;
+pub mod driver;
+pub mod logs;
+pub mod registry;
+pub mod session;
+pub mod socket;
+pub mod stream;
+pub mod testing;
+pub mod transport;
+pub mod tree;
+
+pub use client::{Client, ClientError, DriverClient};
+pub use driver::{Args, BoxStream, Driver, DriverError, Method, MethodKind, Param, Value};
+pub use logs::{Level, LogHub, Logger};
+pub use registry::{BuildContext, Registry};
+pub use session::Session;
+pub use tree::{DriverTree, Instance};

@@ -1,0 +1,117 @@
+//! Driver types by name: upstream `type:` strings mapped to constructors.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use jumpstarter_config::{ConfigError, DriverConfig};
+
+use crate::driver::Driver;
+use crate::logs::Logger;
+
+/// What a constructor gets: its config, its children (already built, `ref:` children
+/// resolved to the shared instance) and a logger named after the driver class.
+pub struct BuildContext<'a> {
+    pub type_name: &'a str,
+    pub config: &'a DriverConfig,
+    pub children: &'a [(String, Arc<dyn Driver>)],
+    pub logger: Logger,
+}
+
+impl BuildContext<'_> {
+    /// The last segment of the type string (`MockPower` for `...driver.MockPower`).
+    pub fn class_name(&self) -> &str {
+        class_name(self.type_name)
+    }
+
+    /// A configured child by name.
+    pub fn child(&self, name: &str) -> Option<&Arc<dyn Driver>> {
+        self.children
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, d)| d)
+    }
+}
+
+/// The class name of a type string.
+pub fn class_name(type_name: &str) -> &str {
+    type_name.rsplit('.').next().unwrap_or(type_name)
+}
+
+/// Builds a driver from its config.
+pub type Factory =
+    Arc<dyn Fn(&BuildContext<'_>) -> Result<Arc<dyn Driver>, ConfigError> + Send + Sync>;
+
+/// Everything the exporter can instantiate, keyed by `type:` string.
+#[derive(Clone, Default)]
+pub struct Registry {
+    factories: BTreeMap<String, Factory>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.factories.keys()).finish()
+    }
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// Registers a constructor for a `type:` string, replacing any earlier one.
+    pub fn register<F>(&mut self, type_name: &str, factory: F) -> &mut Self
+    where
+        F: Fn(&BuildContext<'_>) -> Result<Arc<dyn Driver>, ConfigError> + Send + Sync + 'static,
+    {
+        self.factories
+            .insert(type_name.to_owned(), Arc::new(factory));
+        self
+    }
+
+    pub fn get(&self, type_name: &str) -> Option<&Factory> {
+        self.factories.get(type_name)
+    }
+
+    pub fn contains(&self, type_name: &str) -> bool {
+        self.factories.contains_key(type_name)
+    }
+
+    /// Known type strings, sorted.
+    pub fn known(&self) -> impl Iterator<Item = &str> {
+        self.factories.keys().map(String::as_str)
+    }
+
+    /// Adds every entry of another registry (later entries win).
+    pub fn extend(&mut self, other: &Registry) {
+        for (k, v) in &other.factories {
+            self.factories.insert(k.clone(), v.clone());
+        }
+    }
+
+    /// The message for an unknown type: the closest known names first, then all of them.
+    pub fn unknown_type_message(&self, type_name: &str) -> String {
+        let mut scored: Vec<(f64, &str)> = self
+            .known()
+            .map(|k| {
+                let full = strsim::jaro_winkler(type_name, k);
+                let class = strsim::jaro_winkler(class_name(type_name), class_name(k));
+                (full.max(class), k)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let close: Vec<&str> = scored
+            .iter()
+            .filter(|(s, _)| *s > 0.85)
+            .take(3)
+            .map(|(_, k)| *k)
+            .collect();
+        let mut msg = format!("unknown driver type `{type_name}`");
+        if !close.is_empty() {
+            msg.push_str(&format!("; did you mean `{}`?", close.join("` or `")));
+        }
+        let all: Vec<&str> = self.known().collect();
+        msg.push_str(&format!("\nknown types: {}", all.join(", ")));
+        msg
+    }
+}

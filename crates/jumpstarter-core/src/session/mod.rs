@@ -1,0 +1,274 @@
+//! A session: one driver tree served over gRPC (`ExporterService` + `RouterService`).
+//!
+//! The session knows drivers and streams, nothing about how it is reached: the exporter
+//! runtime decides which listeners (unix socket, TCP, router tunnel) feed it connections.
+
+mod service;
+mod status;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jumpstarter_protocol::v1::{
+    EndSessionResponse, ExporterStatus, GetReportResponse,
+    exporter_service_server::ExporterServiceServer, router_service_server::RouterServiceServer,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::logs::{LogHub, Logger};
+use crate::tree::DriverTree;
+
+pub use status::StatusState;
+
+/// Handles `EndSession` when the session belongs to a lease (set by the exporter runtime).
+pub type EndSessionHandler =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = EndSessionResponse> + Send>> + Send + Sync>;
+
+/// HTTP/2 flow-control windows for session connections: large enough that a single stream
+/// can move bulk data at memory speed.
+pub const STREAM_WINDOW: u32 = 8 << 20;
+pub const CONNECTION_WINDOW: u32 = 16 << 20;
+/// HTTP/2 frame size for session connections.
+pub const MAX_FRAME_SIZE: u32 = 1 << 20;
+
+struct Inner {
+    uuid: Uuid,
+    labels: HashMap<String, String>,
+    tree: DriverTree,
+    report: GetReportResponse,
+    status: watch::Sender<StatusState>,
+    logs: LogHub,
+    system: Logger,
+    end_session: Mutex<Option<EndSessionHandler>>,
+    cancel: CancellationToken,
+    closed: tokio::sync::OnceCell<()>,
+}
+
+/// A session. Cheap to clone; all clones are the same session.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("uuid", &self.inner.uuid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A session for `tree`, starting in AVAILABLE. `uuid` is the exporter's uuid (upstream
+    /// reuses one per exporter process for every session).
+    pub fn new(tree: DriverTree, logs: LogHub, uuid: Uuid) -> Session {
+        let report = GetReportResponse {
+            uuid: uuid.hyphenated().to_string(),
+            labels: HashMap::new(),
+            reports: tree.report(),
+            alternative_endpoints: Vec::new(),
+        };
+        let system = logs.system_logger();
+        Session {
+            inner: Arc::new(Inner {
+                uuid,
+                labels: HashMap::new(),
+                tree,
+                report,
+                status: watch::Sender::new(StatusState::default()),
+                logs,
+                system,
+                end_session: Mutex::new(None),
+                cancel: CancellationToken::new(),
+                closed: tokio::sync::OnceCell::new(),
+            }),
+        }
+    }
+
+    /// Resets every driver (upstream does this when a session starts). A driver whose reset
+    /// fails is reported in the log; the session still starts.
+    pub async fn reset(&self) {
+        for (driver, err) in self.inner.tree.reset().await {
+            self.inner
+                .system
+                .warning(format!("reset of {driver} failed: {err}"));
+        }
+    }
+
+    pub fn uuid(&self) -> Uuid {
+        self.inner.uuid
+    }
+
+    pub fn labels(&self) -> &HashMap<String, String> {
+        &self.inner.labels
+    }
+
+    pub fn tree(&self) -> &DriverTree {
+        &self.inner.tree
+    }
+
+    pub fn report(&self) -> &GetReportResponse {
+        &self.inner.report
+    }
+
+    pub fn logs(&self) -> &LogHub {
+        &self.inner.logs
+    }
+
+    /// Moves to a new status (a repeat of the same status still counts as an update).
+    pub fn set_status(&self, status: ExporterStatus, message: impl Into<String>) {
+        let message = message.into();
+        self.inner.status.send_modify(|s| s.update(status, message));
+    }
+
+    pub fn status(&self) -> StatusState {
+        self.inner.status.borrow().clone()
+    }
+
+    pub fn watch_status(&self) -> watch::Receiver<StatusState> {
+        self.inner.status.subscribe()
+    }
+
+    /// Installs the `EndSession` handler (sessions without one answer "No active lease
+    /// context", like upstream's local mode).
+    pub fn set_end_session_handler(&self, handler: EndSessionHandler) {
+        *self
+            .inner
+            .end_session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(handler);
+    }
+
+    fn end_session_handler(&self) -> Option<EndSessionHandler> {
+        self.inner
+            .end_session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Fires when the session is closing: streams and log readers end.
+    pub fn cancelled(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.inner.cancel.cancelled()
+    }
+
+    /// Ends every stream and calls `close()` on every driver, once.
+    pub async fn close(&self) {
+        self.inner.cancel.cancel();
+        self.inner
+            .closed
+            .get_or_init(|| async {
+                self.inner.tree.close().await;
+            })
+            .await;
+    }
+
+    /// The two gRPC services of this session, ready to add to a tonic server.
+    pub fn services(
+        &self,
+    ) -> (
+        ExporterServiceServer<service::ExporterSvc>,
+        RouterServiceServer<service::RouterSvc>,
+    ) {
+        (
+            ExporterServiceServer::new(service::ExporterSvc {
+                session: self.clone(),
+            }),
+            RouterServiceServer::new(service::RouterSvc {
+                session: self.clone(),
+            }),
+        )
+    }
+
+    /// Serves the session on a new unix socket at `path`.
+    pub fn serve_unix(&self, path: &Path) -> std::io::Result<ServerHandle> {
+        let listener = tokio::net::UnixListener::bind(path)?;
+        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+        Ok(self.serve_incoming(incoming, Some(path.to_owned())))
+    }
+
+    /// Serves the session on any stream of connections (unix, TCP, router tunnels...).
+    pub fn serve_incoming<S, IO, E>(&self, incoming: S, socket: Option<PathBuf>) -> ServerHandle
+    where
+        S: futures::Stream<Item = Result<IO, E>> + Send + 'static,
+        IO: AsyncRead + AsyncWrite + tonic::transport::server::Connected + Send + Unpin + 'static,
+        IO::ConnectInfo: Clone + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+    {
+        let (exporter, router) = self.services();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let cancel = self.inner.cancel.clone();
+        let server = server_builder()
+            .add_service(exporter)
+            .add_service(router)
+            .serve_with_incoming_shutdown(incoming, async move {
+                tokio::select! {
+                    _ = stop_rx => {}
+                    _ = cancel.cancelled() => {}
+                }
+            });
+        let task = tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::warn!("session server stopped: {e}");
+            }
+        });
+        ServerHandle {
+            stop: Some(stop_tx),
+            task: Some(task),
+            socket,
+        }
+    }
+}
+
+/// The tonic server settings every session listener uses.
+pub fn server_builder() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME_SIZE)
+        .tcp_nodelay(true)
+}
+
+/// A running listener. Dropping it stops the listener (without waiting).
+pub struct ServerHandle {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    socket: Option<PathBuf>,
+}
+
+impl ServerHandle {
+    /// Stops accepting, lets in-flight calls finish for up to `grace`, then aborts the rest.
+    /// Removes the socket file.
+    pub async fn shutdown(mut self, grace: Duration) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(grace, &mut task).await.is_err()
+        {
+            task.abort();
+            let _ = task.await;
+        }
+        if let Some(path) = self.socket.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        if let Some(path) = self.socket.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}

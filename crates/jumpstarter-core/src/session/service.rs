@@ -1,0 +1,306 @@
+//! The gRPC face of a session. Error codes and texts follow upstream (protocol notes §4.4).
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use jumpstarter_protocol::v1::{
+    DriverCallRequest, DriverCallResponse, EndSessionRequest, EndSessionResponse,
+    GetReportResponse, GetStatusRequest, GetStatusResponse, LogStreamResponse, ResetRequest,
+    ResetResponse, StreamRequest, StreamResponse, StreamingDriverCallRequest,
+    StreamingDriverCallResponse, exporter_service_server::ExporterService,
+    router_service_server::RouterService,
+};
+use jumpstarter_protocol::value::{from_proto_owned, into_proto};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use super::Session;
+use crate::driver::{Args, DriverError, MethodKind, lookup};
+use crate::stream::{PumpError, pump_from_frames, pump_to_frames};
+use crate::tree::Instance;
+
+type BoxResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+pub struct ExporterSvc {
+    pub(super) session: Session,
+}
+
+pub struct RouterSvc {
+    pub(super) session: Session,
+}
+
+impl Session {
+    fn check_ready(&self) -> Result<(), Status> {
+        let s = self.status();
+        if s.accepts_calls() {
+            Ok(())
+        } else {
+            Err(Status::failed_precondition(format!(
+                "Exporter not ready for driver calls (status: {})",
+                s.status.as_str_name()
+            )))
+        }
+    }
+
+    fn instance(&self, uuid: &str) -> Result<Arc<Instance>, Status> {
+        let parsed = Uuid::parse_str(uuid).map_err(|_| {
+            Status::unknown(format!("badly formed hexadecimal UUID string: '{uuid}'"))
+        })?;
+        self.tree().get(&parsed).cloned().ok_or_else(|| {
+            Status::unknown(format!("no driver with UUID('{parsed}') in this session"))
+        })
+    }
+}
+
+fn driver_status(e: DriverError) -> Status {
+    e.to_status()
+}
+
+#[tonic::async_trait]
+impl ExporterService for ExporterSvc {
+    async fn get_report(&self, _: Request<()>) -> Result<Response<GetReportResponse>, Status> {
+        Ok(Response::new(self.session.report().clone()))
+    }
+
+    async fn driver_call(
+        &self,
+        request: Request<DriverCallRequest>,
+    ) -> Result<Response<DriverCallResponse>, Status> {
+        let req = request.into_inner();
+        self.session.check_ready()?;
+        let inst = self.session.instance(&req.uuid)?;
+        let method =
+            lookup(&*inst.driver, &req.method, MethodKind::Unary).map_err(driver_status)?;
+        method
+            .check_arity(inst.class_name(), req.args.len())
+            .map_err(driver_status)?;
+        let args = Args::new(req.args.into_iter().map(from_proto_owned).collect());
+        tracing::debug!(driver = %inst.type_name, method = %req.method, "DriverCall");
+        let result = inst
+            .driver
+            .call(&req.method, args)
+            .await
+            .map_err(driver_status)?;
+        Ok(Response::new(DriverCallResponse {
+            uuid: Uuid::new_v4().hyphenated().to_string(),
+            result: Some(into_proto(result)),
+        }))
+    }
+
+    type StreamingDriverCallStream = BoxResponseStream<StreamingDriverCallResponse>;
+
+    async fn streaming_driver_call(
+        &self,
+        request: Request<StreamingDriverCallRequest>,
+    ) -> Result<Response<Self::StreamingDriverCallStream>, Status> {
+        let req = request.into_inner();
+        self.session.check_ready()?;
+        let inst = self.session.instance(&req.uuid)?;
+        let method =
+            lookup(&*inst.driver, &req.method, MethodKind::Streaming).map_err(driver_status)?;
+        method
+            .check_arity(inst.class_name(), req.args.len())
+            .map_err(driver_status)?;
+        let args = Args::new(req.args.into_iter().map(from_proto_owned).collect());
+        tracing::debug!(driver = %inst.type_name, method = %req.method, "StreamingDriverCall");
+        let items = inst
+            .driver
+            .clone()
+            .streaming_call(&req.method, args)
+            .map_err(driver_status)?;
+        let cancel = self.session.inner.cancel.clone();
+        // The first error ends the stream: items already sent stay delivered.
+        let stream = items
+            .scan(false, |failed, item| {
+                if *failed {
+                    return futures::future::ready(None);
+                }
+                *failed = item.is_err();
+                futures::future::ready(Some(item))
+            })
+            .map(|item| match item {
+                Ok(v) => Ok(StreamingDriverCallResponse {
+                    uuid: Uuid::new_v4().hyphenated().to_string(),
+                    result: Some(into_proto(v)),
+                }),
+                Err(e) => Err(e.to_status()),
+            })
+            .take_until(async move { cancel.cancelled().await });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    type LogStreamStream = BoxResponseStream<LogStreamResponse>;
+
+    async fn log_stream(&self, _: Request<()>) -> Result<Response<Self::LogStreamStream>, Status> {
+        let (backlog, rx) = self.session.logs().subscribe();
+        let live = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(|r| {
+            // A reader that falls more than the channel behind skips the records it missed.
+            futures::future::ready(r.ok())
+        });
+        let cancel = self.session.inner.cancel.clone();
+        let stream = futures::stream::iter(backlog)
+            .chain(live)
+            .map(|r| {
+                Ok(LogStreamResponse {
+                    uuid: String::new(),
+                    severity: r.level.as_str().to_owned(),
+                    message: r.message,
+                    source: Some(r.source as i32),
+                })
+            })
+            .take_until(async move { cancel.cancelled().await });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn reset(&self, _: Request<ResetRequest>) -> Result<Response<ResetResponse>, Status> {
+        let failures = self.session.tree().reset().await;
+        if failures.is_empty() {
+            Ok(Response::new(ResetResponse {}))
+        } else {
+            let text: Vec<String> = failures.iter().map(|(d, e)| format!("{d}: {e}")).collect();
+            Err(Status::unknown(format!(
+                "reset failed: {}",
+                text.join("; ")
+            )))
+        }
+    }
+
+    async fn get_status(
+        &self,
+        _: Request<GetStatusRequest>,
+    ) -> Result<Response<GetStatusResponse>, Status> {
+        Ok(Response::new(self.session.status().to_response()))
+    }
+
+    async fn end_session(
+        &self,
+        _: Request<EndSessionRequest>,
+    ) -> Result<Response<EndSessionResponse>, Status> {
+        match self.session.end_session_handler() {
+            Some(handler) => Ok(Response::new(handler().await)),
+            None => Ok(Response::new(EndSessionResponse {
+                success: false,
+                message: Some("No active lease context".into()),
+            })),
+        }
+    }
+}
+
+/// The `request` metadata of a stream inside a session.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum StreamTarget {
+    Driver {
+        uuid: String,
+        method: String,
+    },
+    Resource {
+        uuid: String,
+        #[serde(default)]
+        #[allow(dead_code)]
+        x_jmp_content_encoding: Option<String>,
+    },
+}
+
+fn parse_target(request: &Request<Streaming<StreamRequest>>) -> Result<StreamTarget, Status> {
+    let raw = request
+        .metadata()
+        .get(jumpstarter_protocol::metadata::REQUEST)
+        .ok_or_else(|| Status::unknown("stream request metadata `request` is missing"))?;
+    let text = raw
+        .to_str()
+        .map_err(|_| Status::unknown("stream request metadata `request` is not ASCII text"))?;
+    serde_json::from_str(text)
+        .map_err(|e| Status::unknown(format!("invalid stream request metadata `request`: {e}")))
+}
+
+#[tonic::async_trait]
+impl RouterService for RouterSvc {
+    type StreamStream = BoxResponseStream<StreamResponse>;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<StreamRequest>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let target = parse_target(&request)?;
+        self.session.check_ready()?;
+        let (uuid, method) = match target {
+            StreamTarget::Driver { uuid, method } => (uuid, method),
+            StreamTarget::Resource { uuid, .. } => {
+                self.session.instance(&uuid)?;
+                return Err(Status::unimplemented(
+                    "resource streams are not supported by this exporter yet",
+                ));
+            }
+        };
+        let inst = self.session.instance(&uuid)?;
+        lookup(&*inst.driver, &method, MethodKind::Stream).map_err(driver_status)?;
+        tracing::debug!(driver = %inst.type_name, method = %method, "Stream");
+        // Open the driver stream before answering, so the response headers mean "connected".
+        let io = inst
+            .driver
+            .open_stream(&method)
+            .await
+            .map_err(driver_status)?;
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel::<Result<StreamResponse, Status>>(32);
+        let cancel = self.session.inner.cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = bridge(io, inbound, tx) => {}
+                _ = cancel.cancelled() => {}
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Serves one driver stream: client frames into the driver, driver bytes out as frames.
+/// The RPC ends (OK) once both directions are finished; a client reset ends it at once.
+async fn bridge(
+    io: crate::driver::BoxStream,
+    inbound: Streaming<StreamRequest>,
+    tx: mpsc::Sender<Result<StreamResponse, Status>>,
+) {
+    let (rd, wr) = tokio::io::split(io);
+    let frames = inbound.map(|r| r.map(StreamRequest::frame));
+    let upstream = pump_from_frames(frames, wr);
+    let downstream = pump_to_frames(
+        rd,
+        &tx,
+        |b| Ok(StreamResponse::data(b)),
+        Ok(StreamResponse::goaway()),
+    );
+    tokio::pin!(upstream, downstream);
+    let mut up_done = false;
+    let mut down_done = false;
+    while !(up_done && down_done) {
+        tokio::select! {
+            r = &mut upstream, if !up_done => {
+                up_done = true;
+                match r {
+                    Ok(()) => {}
+                    // The client reset or lost the connection: nothing more to do.
+                    Err(PumpError::Frames(_)) => return,
+                    // The driver side refused writes: keep delivering what it sends.
+                    Err(PumpError::Io(e)) => tracing::debug!("stream write to driver failed: {e}"),
+                }
+            }
+            r = &mut downstream, if !down_done => {
+                down_done = true;
+                match r {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::unknown(format!("stream read failed: {e}")))).await;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}

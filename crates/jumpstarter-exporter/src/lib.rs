@@ -1,0 +1,130 @@
+//! The exporter runtime: an [`Exporter`] turns an `ExporterConfig` into sessions.
+//!
+//! Drivers are rebuilt for every session (so uuids change per session, as upstream does),
+//! `reset()` when a session starts and `close()` when it ends. The exporter uuid is made once
+//! per process and reported by every session.
+//!
+//! Modes, and which layer provides them:
+//! * local (`jmp shell --exporter-config`): [`Exporter::start_local`], one session on a private
+//!   unix socket, LEASE_READY at once, no hooks;
+//! * direct (`jmp run --tls-grpc-listener`) and controller mode build on the same
+//!   [`Exporter::new_session`] with their own listeners.
+
+use std::path::Path;
+use std::time::Duration;
+
+use jumpstarter_config::{ConfigError, ExporterConfig};
+use jumpstarter_core::logs::LogHub;
+use jumpstarter_core::session::{ServerHandle, Session};
+use jumpstarter_core::socket::SocketDir;
+use jumpstarter_core::{DriverTree, Registry};
+use jumpstarter_protocol::v1::ExporterStatus;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExporterError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {path}: {source}")]
+    Listen {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An exporter: a validated config plus the driver types it can build.
+pub struct Exporter {
+    config: ExporterConfig,
+    registry: Registry,
+    uuid: Uuid,
+}
+
+impl Exporter {
+    /// Checks that every driver of the config can be built (types known, configs valid) by
+    /// building the tree once and closing it again.
+    pub async fn new(
+        config: ExporterConfig,
+        registry: Registry,
+    ) -> Result<Exporter, ExporterError> {
+        let exporter = Exporter {
+            config,
+            registry,
+            uuid: Uuid::new_v4(),
+        };
+        let probe = exporter.build_tree(&LogHub::new())?;
+        probe.close().await;
+        Ok(exporter)
+    }
+
+    /// Loads a config file and checks it, with the built-in drivers.
+    pub async fn load(path: &Path) -> Result<Exporter, ExporterError> {
+        let config = ExporterConfig::load(path)?;
+        Exporter::new(config, jumpstarter_drivers::builtin()).await
+    }
+
+    pub fn config(&self) -> &ExporterConfig {
+        &self.config
+    }
+
+    pub fn uuid(&self) -> Uuid {
+        self.uuid
+    }
+
+    /// A fresh driver tree.
+    pub fn build_tree(&self, logs: &LogHub) -> Result<DriverTree, ConfigError> {
+        DriverTree::from_config(&self.config, &self.registry, logs)
+    }
+
+    /// A new session with freshly built drivers, reset and in AVAILABLE.
+    pub async fn new_session(&self, logs: LogHub) -> Result<Session, ExporterError> {
+        let tree = self.build_tree(&logs)?;
+        let session = Session::new(tree, logs, self.uuid);
+        session.reset().await;
+        Ok(session)
+    }
+
+    /// Local mode: one session on a private unix socket, ready at once.
+    pub async fn start_local(&self, logs: LogHub) -> Result<LocalSession, ExporterError> {
+        let session = self.new_session(logs).await?;
+        let dir = SocketDir::new().map_err(|source| ExporterError::Listen {
+            path: "a temporary socket directory".into(),
+            source,
+        })?;
+        let server = session
+            .serve_unix(dir.path())
+            .map_err(|source| ExporterError::Listen {
+                path: dir.path().display().to_string(),
+                source,
+            })?;
+        session.set_status(ExporterStatus::LeaseReady, "");
+        tracing::debug!("session server started on {}", dir.path().display());
+        Ok(LocalSession {
+            session,
+            server: Some(server),
+            dir,
+        })
+    }
+}
+
+/// A running local-mode session.
+pub struct LocalSession {
+    pub session: Session,
+    server: Option<ServerHandle>,
+    dir: SocketDir,
+}
+
+impl LocalSession {
+    /// The socket path (what `JUMPSTARTER_HOST` gets).
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Ends streams, stops the listener, closes the drivers, removes the socket directory.
+    pub async fn stop(mut self) {
+        self.session.close().await;
+        if let Some(server) = self.server.take() {
+            server.shutdown(Duration::from_secs(2)).await;
+        }
+    }
+}
