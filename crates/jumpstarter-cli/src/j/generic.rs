@@ -16,7 +16,7 @@ use super::tree::group;
 use super::{CmdResult, network};
 use crate::output::print_value;
 
-pub fn command(name: &str, node: &DriverClient) -> Command {
+pub fn command(path: &str, node: &DriverClient) -> Command {
     let args = || {
         Arg::new("args")
             .value_name("ARG")
@@ -26,7 +26,7 @@ pub fn command(name: &str, node: &DriverClient) -> Command {
             .help("Positional arguments, as JSON (or plain strings)")
     };
     let builtin = format!("Driver {} (generic commands)", node.client_class());
-    group(name, node, &builtin)
+    group(path, node, &builtin)
         .subcommand(
             Command::new("call")
                 .about("Call a method and print its result")

@@ -12,8 +12,8 @@ use jumpstarter_drivers::network::{NetworkClient, split_host_port, strip_scheme}
 use super::tree::{group, help_for};
 use super::{CmdError, CmdResult};
 
-pub fn command(name: &str, node: &DriverClient) -> Command {
-    group(name, node, "Generic Network Connection")
+pub fn command(path: &str, node: &DriverClient) -> Command {
+    group(path, node, "Generic Network Connection")
         .subcommand(
             Command::new("address")
                 .about(help_for(node, "address", "Direct TCP connection to remote network"))

@@ -11,7 +11,7 @@ use super::CmdResult;
 use super::tree::{group, help_for};
 use crate::output::py_float;
 
-pub fn command(name: &str, node: &DriverClient, virtual_power: bool) -> Command {
+pub fn command(path: &str, node: &DriverClient, virtual_power: bool) -> Command {
     let mut off = Command::new("off").about(help_for(node, "off", "Power off"));
     if virtual_power {
         off = off.arg(
@@ -21,7 +21,7 @@ pub fn command(name: &str, node: &DriverClient, virtual_power: bool) -> Command 
                 .help("destroy the instance after powering it off"),
         );
     }
-    group(name, node, "Generic power")
+    group(path, node, "Generic power")
         .subcommand(Command::new("on").about(help_for(node, "on", "Power on")))
         .subcommand(off)
         .subcommand(

@@ -56,10 +56,19 @@ pub fn help_for(node: &DriverClient, command: &str, builtin: &str) -> String {
         .unwrap_or_else(|| builtin.to_owned())
 }
 
+/// click's help layout: usage first, then the description, then options and commands.
+const HELP_TEMPLATE: &str =
+    "{usage-heading} {usage}\n\n{about-with-newline}\n{all-args}{after-help}";
+
 /// A driver group: named by the export key, help from the config's `description`.
-pub fn group(name: &str, node: &DriverClient, builtin_help: &str) -> Command {
+/// `path` is the full command path (`j power`), for the usage line.
+pub fn group(path: &str, node: &DriverClient, builtin_help: &str) -> Command {
+    let name = path.rsplit(' ').next().unwrap_or(path);
     Command::new(name.to_owned())
         .about(node.description().unwrap_or(builtin_help).to_owned())
+        .override_usage(format!("{path} [OPTIONS] COMMAND [ARGS]..."))
+        .help_template(HELP_TEMPLATE)
+        .disable_help_subcommand(true)
         .subcommand_required(true)
         .arg_required_else_help(true)
 }
@@ -73,22 +82,26 @@ fn log_level_arg() -> Arg {
         .help("Set the log level")
 }
 
-fn command_for(name: &str, node: &DriverClient, allow: &Allow) -> Command {
+fn command_for(path: &str, node: &DriverClient, allow: &Allow) -> Command {
     match kind(node, allow) {
-        Kind::Composite => composite(name, node, allow),
-        Kind::Power { virtual_power } => power::command(name, node, virtual_power),
-        Kind::Network => network::command(name, node),
-        Kind::Generic => generic::command(name, node),
-        Kind::Denied(reason) => Command::new(name.to_owned())
+        Kind::Composite => composite(path, node, allow),
+        Kind::Power { virtual_power } => power::command(path, node, virtual_power),
+        Kind::Network => network::command(path, node),
+        Kind::Generic => generic::command(path, node),
+        Kind::Denied(reason) => Command::new(node.name().to_owned())
             .about(reason)
             .allow_external_subcommands(true),
     }
 }
 
-fn composite(name: &str, node: &DriverClient, allow: &Allow) -> Command {
-    let mut cmd = group(name, node, "Generic composite device").arg(log_level_arg());
+fn composite(path: &str, node: &DriverClient, allow: &Allow) -> Command {
+    let mut cmd = group(path, node, "Generic composite device").arg(log_level_arg());
     for child in node.children() {
-        cmd = cmd.subcommand(command_for(child.name(), child, allow));
+        cmd = cmd.subcommand(command_for(
+            &format!("{path} {}", child.name()),
+            child,
+            allow,
+        ));
     }
     cmd
 }

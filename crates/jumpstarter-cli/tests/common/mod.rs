@@ -1,0 +1,241 @@
+//! Helpers for tests that run the real binaries and the pinned upstream Python packages.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("workspace root")
+        .to_owned()
+}
+
+/// The venv with upstream Jumpstarter 0.9.0 (`scripts/setup-interop-venv.sh`). Interop tests
+/// never skip: without the venv they fail and say how to create it.
+pub fn venv() -> PathBuf {
+    let venv = std::env::var_os("JMP_INTEROP_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv"));
+    assert!(
+        venv.join("bin/python").is_file(),
+        "the upstream Jumpstarter 0.9.0 venv is missing at {}: run scripts/setup-interop-venv.sh",
+        venv.display()
+    );
+    venv
+}
+
+pub fn py() -> PathBuf {
+    venv().join("bin/python")
+}
+
+pub fn upstream_jmp() -> PathBuf {
+    venv().join("bin/jmp")
+}
+
+pub fn upstream_j() -> PathBuf {
+    venv().join("bin/j")
+}
+
+pub fn jmp() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_jmp"))
+}
+
+pub fn j() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_j"))
+}
+
+pub fn script(name: &str) -> PathBuf {
+    workspace_root().join("tests/interop").join(name)
+}
+
+/// A PATH with our binaries first (so `j` inside a shell is ours).
+pub fn path_with_ours() -> String {
+    let ours = jmp().parent().unwrap().to_owned();
+    format!(
+        "{}:{}",
+        ours.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// A PATH with the upstream venv first (so `j` inside a shell is upstream's).
+pub fn path_with_upstream() -> String {
+    format!(
+        "{}:{}",
+        venv().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// Environment every test command gets: no inherited shell/session state.
+pub fn clean(cmd: &mut Command) -> &mut Command {
+    for k in [
+        "JUMPSTARTER_HOST",
+        "JMP_DRIVERS_ALLOW",
+        "JMP_DRIVERS_UNSAFE",
+        "JMP_LEASE",
+        "JMP_GRPC_INSECURE",
+        "JMP_GRPC_PASSPHRASE",
+        "JUMPSTARTER_GRPC_INSECURE",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(k);
+    }
+    cmd.env("TERM", "dumb")
+        .env("NO_COLOR", "1")
+        .env("COLUMNS", "200")
+}
+
+/// Runs a command with a deadline; panics (after killing it) when the deadline passes.
+pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    wait_output(child, timeout, &format!("{cmd:?}"))
+}
+
+pub fn wait_output(mut child: Child, timeout: Duration, what: &str) -> Output {
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stdout.read_to_end(&mut b);
+        b
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stderr.read_to_end(&mut b);
+        b
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let out = String::from_utf8_lossy(&out_t.join().unwrap()).into_owned();
+            let err = String::from_utf8_lossy(&err_t.join().unwrap()).into_owned();
+            panic!("timed out after {timeout:?}: {what}\nstdout:\n{out}\nstderr:\n{err}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out_t.join().unwrap(),
+        stderr: err_t.join().unwrap(),
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Asserts success and returns stdout.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// A TCP server that answers each connection with the upper-cased bytes it received, after
+/// the client shuts down its write side. Returns the port.
+pub fn tcp_upper_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = c.read_to_end(&mut buf);
+                let _ = c.write_all(&buf.to_ascii_uppercase());
+            });
+        }
+    });
+    port
+}
+
+/// A UDP server that echoes each datagram back, prefixed with `echo:`. Returns the port.
+pub fn udp_echo_server() -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = s.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        loop {
+            let Ok((n, from)) = s.recv_from(&mut buf) else {
+                return;
+            };
+            let mut reply = b"echo:".to_vec();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = s.send_to(&reply, from);
+        }
+    });
+    port
+}
+
+/// The exporter config used by the interop tests: every issue-2 driver, an alias and a
+/// nested composite, with TCP/UDP drivers pointing at local test servers.
+pub fn demo_config(dir: &Path, tcp_port: u16, udp_port: u16) -> PathBuf {
+    let path = dir.join("demo.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"apiVersion: jumpstarter.dev/v1alpha1
+kind: ExporterConfig
+metadata:
+  namespace: default
+  name: demo
+description: Demo exporter for interop tests
+export:
+  power:
+    type: jumpstarter_driver_power.driver.MockPower
+    description: Main PSU
+    methods_description:
+      "on": Turn it on (custom)
+  sync:
+    type: jumpstarter_driver_power.driver.SyncMockPower
+  echo:
+    type: jumpstarter_driver_network.driver.EchoNetwork
+  tcp:
+    type: jumpstarter_driver_network.driver.TcpNetwork
+    config:
+      host: 127.0.0.1
+      port: {tcp_port}
+  hidden:
+    type: jumpstarter_driver_network.driver.TcpNetwork
+    config:
+      host: 127.0.0.1
+      port: {tcp_port}
+      enable_address: false
+  udp:
+    type: jumpstarter_driver_network.driver.UdpNetwork
+    config:
+      host: 127.0.0.1
+      port: {udp_port}
+  group:
+    children:
+      psu2:
+        type: jumpstarter_driver_power.driver.MockPower
+  alias:
+    ref: power
+"#
+        ),
+    )
+    .unwrap();
+    path
+}

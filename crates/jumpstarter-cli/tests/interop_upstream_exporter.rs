@@ -1,0 +1,234 @@
+//! Our `j` and our Rust client library against upstream Jumpstarter 0.9.0's exporter, started by
+//! upstream's `jmp shell --exporter-config`.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures::StreamExt;
+use jumpstarter_core::Client;
+use jumpstarter_core::transport::Target;
+use jumpstarter_drivers::network::NetworkClient;
+use jumpstarter_drivers::power::{PowerClient, PowerReading};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const T: Duration = Duration::from_secs(120);
+
+/// The demo config plus an upstream Shell driver (a client class `j` has no native commands for).
+fn upstream_config(dir: &Path, tcp: u16, udp: u16) -> std::path::PathBuf {
+    let path = demo_config(dir, tcp, udp);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(
+        "  sh:\n    type: jumpstarter_driver_shell.driver.Shell\n    config:\n      methods:\n        hello: \"echo hello $1\"\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn our_j_inside_upstream_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let tcp = tcp_upper_server();
+    let cfg = upstream_config(dir.path(), tcp, udp_echo_server());
+    let mut cmd = Command::new(upstream_jmp());
+    clean(&mut cmd);
+    cmd.current_dir(dir.path())
+        .env("PATH", path_with_ours())
+        .arg("shell")
+        .arg("--exporter-config")
+        .arg(&cfg)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "set -e; j power on; j power read; j alias off; j group psu2 on; j tcp address; \
+             echo 'ping over tcp' | j tcp connect; echo hello-echo | j echo connect; \
+             j sh call get_methods; j sh stream-call call_method hello '{}' world; \
+             if j hidden address 2>err1; then exit 10; fi; if j echo address 2>err2; then exit 11; fi; \
+             if j power nosuch 2>err3; then exit 12; fi; cat err1 err2 err3",
+        ]);
+    let out = ok(&run_timeout(&mut cmd, T));
+    let reading = "voltage=0.0 V  current=0.0 A  apparent_power=0.0 VA\nvoltage=5.0 V  current=2.0 A  apparent_power=10.0 VA\n";
+    assert!(out.contains(reading), "{out}");
+    assert!(out.contains(&format!("127.0.0.1:{tcp}\n")), "{out}");
+    assert!(out.contains("PING OVER TCP\n"), "{out}");
+    assert!(out.contains("hello-echo\n"), "{out}");
+    assert!(out.contains("[\"hello\"]"), "{out}");
+    assert!(out.contains("[\"hello world\\n\",\"\",null]"), "{out}");
+    assert!(out.contains("[\"\",\"\",0]"), "{out}");
+    assert!(
+        out.contains("Error: enable_address mode is not true in the exporter configuration"),
+        "{out}"
+    );
+    assert!(
+        out.contains("This exporter does not support direct connection yet"),
+        "{out}"
+    );
+    assert!(out.contains("No such command 'nosuch'"), "{out}");
+}
+
+/// Starts upstream's local exporter; returns the process and its session socket path.
+fn upstream_session(dir: &Path, cfg: &Path) -> (std::process::Child, std::path::PathBuf) {
+    let host_file = dir.join("host");
+    let done = dir.join("done");
+    let mut cmd = Command::new(upstream_jmp());
+    clean(&mut cmd);
+    cmd.current_dir(dir)
+        .arg("shell")
+        .arg("--exporter-config")
+        .arg(cfg)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "echo \"$JUMPSTARTER_HOST\" > {h}.tmp && mv {h}.tmp {h}; while [ ! -e {d} ]; do sleep 0.1; done",
+                h = host_file.display(),
+                d = done.display()
+            ),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + T;
+    while !host_file.exists() {
+        assert!(Instant::now() < deadline, "upstream exporter did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let host = std::fs::read_to_string(&host_file).unwrap();
+    (child, host.trim().into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_client_library_against_upstream_exporter() {
+    let dir = tempfile::tempdir().unwrap();
+    let tcp = tcp_upper_server();
+    let cfg = upstream_config(dir.path(), tcp, udp_echo_server());
+    let (mut child, socket) = upstream_session(dir.path(), &cfg);
+
+    let client = Client::connect(&Target::Unix(socket)).await.unwrap();
+    assert_eq!(
+        client.root().description(),
+        Some("Demo exporter for interop tests")
+    );
+    let power = PowerClient::new(client.get("power").unwrap().clone());
+    assert_eq!(power.driver.description(), Some("Main PSU"));
+    assert_eq!(
+        power.driver.methods_description()["on"],
+        "Turn it on (custom)"
+    );
+    assert_eq!(client.get("alias").unwrap().uuid(), power.driver.uuid());
+    power.on().await.unwrap();
+    let readings: Vec<PowerReading> = power
+        .read()
+        .await
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+    assert_eq!(
+        readings,
+        [
+            PowerReading {
+                voltage: 0.0,
+                current: 0.0
+            },
+            PowerReading {
+                voltage: 5.0,
+                current: 2.0
+            }
+        ]
+    );
+    PowerClient::new(client.get("group.psu2").unwrap().clone())
+        .off()
+        .await
+        .unwrap();
+
+    // Upstream's error codes reach the Rust client unchanged.
+    let err = power.driver.call("read", vec![]).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "DriverCall 'read' failed with gRPC NOT_FOUND: method read missing marker marker_drivercall"
+    );
+    let err = power
+        .driver
+        .call("on", vec![serde_json::json!(1)])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "DriverCall 'on' failed with gRPC UNKNOWN: MockPower.on() takes 1 positional argument but 2 were given"
+    );
+    let hidden = NetworkClient::new(client.get("hidden").unwrap().clone());
+    assert!(
+        hidden
+            .address()
+            .await
+            .unwrap_err()
+            .as_call()
+            .unwrap()
+            .is_invalid_argument()
+    );
+
+    // Byte streams: echo (Python never ends the RPC; EOF is the GOAWAY frame), TCP, UDP.
+    let echo = NetworkClient::new(client.get("echo").unwrap().clone());
+    let mut s = echo.connect().await.unwrap();
+    s.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping");
+    s.write_all(&[9u8; 200_000]).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).await.unwrap();
+    assert_eq!(rest.len(), 200_000);
+
+    let tcp_net = NetworkClient::new(client.get("tcp").unwrap().clone());
+    assert_eq!(
+        tcp_net.address().await.unwrap(),
+        format!("tcp://127.0.0.1:{tcp}")
+    );
+    let mut s = tcp_net.connect().await.unwrap();
+    s.write_all(b"ping over tcp").await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"PING OVER TCP");
+
+    let udp = NetworkClient::new(client.get("udp").unwrap().clone());
+    let mut s = udp.connect().await.unwrap();
+    for d in [&b"d1"[..], b"d2"] {
+        s.write_all(d).await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], [&b"echo:"[..], d].concat());
+    }
+    drop(s);
+
+    // Generic streaming call on a driver without a native Rust client.
+    let sh = client.get("sh").unwrap();
+    let items = sh
+        .streaming_call_collect(
+            "call_method",
+            vec![
+                serde_json::json!("hello"),
+                serde_json::json!({}),
+                serde_json::json!("x"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(items.last().unwrap(), &serde_json::json!(["", "", 0]));
+    assert_eq!(items[0], serde_json::json!(["hello x\n", "", null]));
+
+    std::fs::write(dir.path().join("done"), b"").unwrap();
+    let deadline = Instant::now() + T;
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "upstream exporter did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
