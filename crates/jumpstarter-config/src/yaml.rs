@@ -192,10 +192,7 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
     let mut parser = Parser::new_from_str(text);
     let mut root = None;
     let mut documents = 0usize;
-    loop {
-        let Some(next) = parser.next_event() else {
-            break;
-        };
+    while let Some(next) = parser.next_event() {
         let (event, span) = next.map_err(|e| SyntaxError {
             pos: Pos::from(e.marker()),
             message: e.info().to_owned(),

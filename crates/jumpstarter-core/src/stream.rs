@@ -264,8 +264,10 @@ mod tests {
         GoAway,
     }
 
+    type TestIo = FrameIo<ReceiverStream<Result<Frame, String>>, Out>;
+
     fn io_pair() -> (
-        FrameIo<ReceiverStream<Result<Frame, String>>, Out>,
+        TestIo,
         mpsc::Sender<Result<Frame, String>>,
         mpsc::Receiver<Out>,
     ) {

@@ -31,7 +31,7 @@ enum Command {
     /// Spawns a shell (or runs a command) connected to a local exporter, a direct exporter, or
     /// an exporter leased from a controller
     #[command(alias = "sh", alias = "s")]
-    Shell(shell::ShellArgs),
+    Shell(Box<shell::ShellArgs>),
     /// Get the current Jumpstarter version
     #[command(alias = "ver", alias = "v")]
     Version(VersionArgs),
@@ -69,7 +69,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
                     return 1;
                 }
             };
-            rt.block_on(shell::run(args))
+            rt.block_on(shell::run(*args))
         }
     }
 }
