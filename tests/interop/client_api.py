@@ -34,7 +34,7 @@ def expect_error(cls, fn, *args):
 
 with env() as client:
     # The tree: names, aliases, nesting, descriptions.
-    check(set(client.children) >= {"power", "sync", "echo", "tcp", "hidden", "udp", "group", "alias"},
+    check(set(client.children) >= {"power", "sync", "echo", "tcp", "hidden", "udp", "unix", "group", "alias"},
           f"children {sorted(client.children)}")
     check(client.alias.uuid == client.power.uuid, "alias shares the power driver's uuid")
     check(client.power.description == "Main PSU", f"description {client.power.description!r}")
@@ -90,6 +90,21 @@ with env() as client:
 
     got = client.portal.call(tcp_roundtrip)
     check(got == b"PING OVER TCP", f"tcp got {got!r}")
+
+    async def unix_roundtrip():
+        async with client.unix.stream_async("connect") as s:
+            await s.send(b"ping over unix")
+            await s.send_eof()
+            got = b""
+            try:
+                while True:
+                    got += await s.receive()
+            except Exception:  # noqa: BLE001 (end of stream)
+                pass
+            return got
+
+    got = client.portal.call(unix_roundtrip)
+    check(got == b"PING OVER UNIX", f"unix got {got!r}")
     with client.udp.stream() as s:
         s.send(b"d1")
         check(s.receive() == b"echo:d1", "udp datagram 1")

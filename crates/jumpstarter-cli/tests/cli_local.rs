@@ -107,6 +107,44 @@ fn child_environment_and_private_socket() {
 }
 
 #[test]
+fn interactive_shells_get_upstreams_arguments_and_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "e.yaml", MINIMAL);
+    // Stand-in shells that report how they were started (the name decides the flavour).
+    let report =
+        "#!/bin/sh\nprintf 'args=%s\\n' \"$*\"; printf 'PS1=%s\\n' \"$PS1\"; j power on; exit 4\n";
+    for name in ["fake-bash", "zsh"] {
+        let shell = write(dir.path(), name, report);
+        std::fs::set_permissions(&shell, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let mut cmd = Command::new(jmp());
+        clean(&mut cmd)
+            .env("PATH", path_with_ours())
+            .env("SHELL", &shell)
+            .arg("shell")
+            .arg("--exporter-config")
+            .arg(&cfg);
+        let out = run_timeout(&mut cmd, T);
+        assert_eq!(out.status.code(), Some(4));
+        let s = text(&out.stdout);
+        assert!(s.contains("[driver.MockPower] power on"), "{s}");
+        if name == "fake-bash" {
+            assert!(s.contains("args=--norc --noprofile\n"), "{s}");
+            assert!(s.contains("PS1=\\[\\e[90m\\]\\W \\[\\e[93m\\]⚡\\[\\e[97m\\]local \\[\\e[93m\\]➤\\[\\e[0m\\] \n"), "{s}");
+        } else {
+            assert!(
+                s.contains("args=--no-rcs -o inc_append_history -o share_history\n"),
+                "{s}"
+            );
+            assert!(
+                s.contains("PS1=%F{8}%1~ %F{yellow}⚡%F{white}local %F{yellow}➤%f \n"),
+                "{s}"
+            );
+        }
+    }
+}
+
+#[test]
 fn exporter_alias_resolves_in_the_config_home() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("exporters")).unwrap();
@@ -339,7 +377,7 @@ fn j_power_and_network_commands() {
             "sh",
             "-c",
             "j power read -n 2 -i 0; j power cycle --wait 0; j tcp address --host; j tcp address --port; \
-             printf 'abc' | j tcp connect; echo; printf 'xyz' | j echo connect; echo; \
+             printf 'abc' | j tcp connect; echo; printf 'xyz' | j echo connect; echo; printf 'uds' | j unix connect; echo; \
              j echo call nosuch 2>&1 || true",
         ],
     );
@@ -351,7 +389,10 @@ fn j_power_and_network_commands() {
         "{s}"
     );
     assert!(s.contains("Power cycle sequence complete"), "{s}");
-    assert!(s.contains(&format!("127.0.0.1\n{tcp}\nABC\nxyz\n")), "{s}");
+    assert!(
+        s.contains(&format!("127.0.0.1\n{tcp}\nABC\nxyz\nUDS\n")),
+        "{s}"
+    );
     assert!(s.contains("No such command 'call'"), "{s}");
 }
 

@@ -81,7 +81,7 @@ fn raw_grpc_against_our_exporter() {
     assert_eq!(
         json["names"],
         serde_json::json!([
-            null, "power", "sync", "echo", "tcp", "hidden", "udp", "group", "psu2", "alias"
+            null, "power", "sync", "echo", "tcp", "hidden", "udp", "unix", "group", "psu2", "alias"
         ])
     );
     assert_eq!(json["status_version"], 1);

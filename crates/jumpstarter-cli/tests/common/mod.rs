@@ -188,9 +188,27 @@ pub fn udp_echo_server() -> u16 {
     port
 }
 
+/// A unix socket server that answers like [`tcp_upper_server`], at `dir/unix.sock`.
+pub fn unix_upper_server(dir: &Path) -> PathBuf {
+    let path = dir.join("unix.sock");
+    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = c.read_to_end(&mut buf);
+                let _ = c.write_all(&buf.to_ascii_uppercase());
+            });
+        }
+    });
+    path
+}
+
 /// The exporter config used by the interop tests: every issue-2 driver, an alias and a
 /// nested composite, with TCP/UDP drivers pointing at local test servers.
 pub fn demo_config(dir: &Path, tcp_port: u16, udp_port: u16) -> PathBuf {
+    let unix = unix_upper_server(dir);
     let path = dir.join("demo.yaml");
     std::fs::write(
         &path,
@@ -227,13 +245,18 @@ export:
     config:
       host: 127.0.0.1
       port: {udp_port}
+  unix:
+    type: jumpstarter_driver_network.driver.UnixNetwork
+    config:
+      path: {unix}
   group:
     children:
       psu2:
         type: jumpstarter_driver_power.driver.MockPower
   alias:
     ref: power
-"#
+"#,
+            unix = unix.display()
         ),
     )
     .unwrap();
