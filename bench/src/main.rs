@@ -3,16 +3,18 @@
 //! Run through `bench/run.sh`, which builds the release binaries, prepares the upstream venv,
 //! and writes BENCHMARKS.md. Every figure compares the same work on both sides on this machine.
 
+mod measure;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use jumpstarter_core::testing::serve;
-use jumpstarter_core::{DriverTree, Instance, Logger};
+use jumpstarter_core::transport::Target as SessionTarget;
+use jumpstarter_core::{Client, DriverTree, Instance, Logger};
 use jumpstarter_drivers::network::{ECHO_NETWORK, EchoNetwork, NetworkClient};
 use jumpstarter_drivers::power::{MOCK_POWER, MockPower, PowerClient};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use measure::*;
 
 struct Opts {
     venv: PathBuf,
@@ -21,453 +23,361 @@ struct Opts {
 }
 
 fn parse_opts() -> Opts {
-    let mut venv = PathBuf::from(".venv");
-    let mut out = None;
-    let mut quick = false;
+    let mut opts = Opts {
+        venv: PathBuf::from(".venv"),
+        out: None,
+        quick: false,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--venv" => venv = args.next().expect("--venv PATH").into(),
-            "--out" => out = Some(args.next().expect("--out PATH").into()),
-            "--quick" => quick = true,
+            "--venv" => opts.venv = args.next().expect("--venv PATH").into(),
+            "--out" => opts.out = Some(args.next().expect("--out PATH").into()),
+            "--quick" => opts.quick = true,
+            "--pingpong-server" => {
+                pingpong_server(Path::new(&args.next().expect("--pingpong-server PATH")));
+                std::process::exit(0);
+            }
             other => panic!("unknown argument {other}"),
         }
     }
-    Opts { venv, out, quick }
+    opts
 }
 
-fn release_bin(name: &str) -> PathBuf {
-    std::env::current_exe()
+/// An issue's performance target and whether this run met it.
+struct Target {
+    text: String,
+    met: bool,
+}
+
+fn target(targets: &mut Vec<Target>, text: String, met: bool) {
+    targets.push(Target { text, met });
+}
+
+/// Everything a measurement needs to know about the two sides.
+struct Env {
+    config: PathBuf,
+    our_jmp: PathBuf,
+    our_j: PathBuf,
+    up_jmp: PathBuf,
+    up_j: PathBuf,
+    python: PathBuf,
+    py_dir: PathBuf,
+    venv_bin: PathBuf,
+    quick: bool,
+}
+
+impl Env {
+    /// `quick` or `full` iteration counts.
+    fn n(&self, quick: usize, full: usize) -> usize {
+        if self.quick { quick } else { full }
+    }
+
+    fn py(&self, script: &str, args: &[&str], host: Option<&str>) -> serde_json::Value {
+        py_json(&self.python, &self.py_dir.join(script), args, host)
+    }
+}
+
+fn single_threaded() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap()
-        .parent()
+}
+
+fn two_threads() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
         .unwrap()
-        .join(name)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn p90(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[(v.len() * 9 / 10).min(v.len() - 1)]
-}
-
-/// Wall time of `n` runs of a command (after one warm-up), in milliseconds.
-fn time_runs(n: usize, mut make: impl FnMut() -> Command) -> Vec<f64> {
-    let run = |cmd: &mut Command| {
-        let st = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("run benchmark command");
-        assert!(st.success(), "benchmark command failed: {cmd:?}");
-    };
-    run(&mut make());
-    (0..n)
-        .map(|_| {
-            let mut cmd = make();
-            let t = Instant::now();
-            run(&mut cmd);
-            t.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect()
-}
-
-/// A long-running `jmp shell` (ours or upstream's) whose child publishes JUMPSTARTER_HOST.
-struct Shell {
-    child: Child,
-    host: String,
-    done: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Shell {
-    fn start(jmp: &Path, config: &Path) -> Shell {
-        let dir = tempfile::tempdir().unwrap();
-        let host_file = dir.path().join("host");
-        let done = dir.path().join("done");
-        let child = Command::new(jmp)
-            .env("TERM", "dumb")
-            .arg("shell")
-            .arg("--exporter-config")
-            .arg(config)
-            .args([
-                "--",
-                "sh",
-                "-c",
-                &format!(
-                    "echo \"$JUMPSTARTER_HOST\" > {h}.tmp && mv {h}.tmp {h}; while [ ! -e {d} ]; do sleep 0.1; done",
-                    h = host_file.display(),
-                    d = done.display()
-                ),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start jmp shell");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !host_file.exists() {
-            assert!(Instant::now() < deadline, "exporter did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let host = std::fs::read_to_string(&host_file)
-            .unwrap()
-            .trim()
-            .to_owned();
-        Shell {
-            child,
-            host,
-            done,
-            _dir: dir,
-        }
-    }
-
-    /// Resident and peak memory of the `jmp shell` process (it hosts the exporter), in MB.
-    fn memory_mb(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kb = |key: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
-    }
-
-    fn stop(mut self) {
-        std::fs::write(&self.done, b"").unwrap();
-        let _ = self.child.wait();
-    }
-}
-
-fn py_json(python: &Path, script: &Path, args: &[&str], host: Option<&str>) -> serde_json::Value {
-    let mut cmd = Command::new(python);
-    cmd.arg(script).args(args).env("TERM", "dumb");
-    match host {
-        Some(h) => cmd
-            .env("JUMPSTARTER_HOST", h)
-            .env("JMP_DRIVERS_ALLOW", "UNSAFE"),
-        None => cmd.env_remove("JUMPSTARTER_HOST"),
-    };
-    let out = cmd.output().expect("run python benchmark");
-    assert!(
-        out.status.success(),
-        "{} failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.lines().last().unwrap_or("{}")).expect("python benchmark output")
-}
-
-/// DriverCall round trips with our client, in microseconds.
-async fn rust_drivercalls(power: &PowerClient, n: usize) -> Vec<f64> {
-    for _ in 0..200 {
-        power.on().await.unwrap();
-    }
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        power.on().await.unwrap();
-        samples.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    samples
-}
-
-/// Echo throughput with our client: writes `total` bytes in `chunk`-byte writes while reading
-/// them back concurrently. MB/s (10^6 bytes, counted once).
-async fn rust_echo(net: &NetworkClient, total: usize, chunk: usize) -> f64 {
-    let stream = net.connect().await.unwrap();
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let start = Instant::now();
-    let reader = tokio::spawn(async move {
-        let mut buf = vec![0u8; 1 << 20];
-        let mut got = 0usize;
-        while got < total {
-            let n = rd.read(&mut buf).await.unwrap();
-            assert!(n > 0, "echo ended early");
-            got += n;
-        }
-        got
-    });
-    let data = vec![b'x'; chunk];
-    let mut sent = 0;
-    while sent < total {
-        wr.write_all(&data).await.unwrap();
-        sent += chunk;
-    }
-    let got = reader.await.unwrap();
-    assert!(got >= total);
-    total as f64 / start.elapsed().as_secs_f64() / 1e6
-}
-
-struct Row {
-    what: String,
-    ours: String,
-    upstream: String,
-    ratio: String,
-}
-
-fn ratio(slow: f64, fast: f64) -> String {
-    format!("{:.0}x", slow / fast)
 }
 
 fn main() {
     let opts = parse_opts();
     let venv = std::fs::canonicalize(&opts.venv).expect("venv (run scripts/setup-interop-venv.sh)");
     let root = std::fs::canonicalize(Path::new(env!("CARGO_MANIFEST_DIR")).join("..")).unwrap();
-    let config = root.join("bench/exporter.yaml");
-    let our_jmp = release_bin("jmp");
-    let our_j = release_bin("j");
-    let up_jmp = venv.join("bin/jmp");
-    let up_j = venv.join("bin/j");
-    let python = venv.join("bin/python");
-    let q = opts.quick;
+    let env = Env {
+        config: root.join("bench/exporter.yaml"),
+        our_jmp: release_bin("jmp"),
+        our_j: release_bin("j"),
+        up_jmp: venv.join("bin/jmp"),
+        up_j: venv.join("bin/j"),
+        python: venv.join("bin/python"),
+        py_dir: root.join("bench/py"),
+        venv_bin: venv.join("bin"),
+        quick: opts.quick,
+    };
     let mut rows = Vec::new();
+    let mut targets = Vec::new();
+    cli_latency(&env, &mut rows, &mut targets);
+    driver_calls(&env, &mut rows, &mut targets);
+    streams(&env, &mut rows, &mut targets);
+    memory(&env, &mut rows, &mut targets);
 
-    // 1. `j power on` inside an existing shell.
+    let md = render(&rows, &targets, opts.quick);
+    print!("{md}");
+    if let Some(out) = opts.out {
+        std::fs::write(out, md).unwrap();
+    }
+}
+
+/// `j power on` inside a shell, and `jmp shell ... -- j power on` end to end.
+fn cli_latency(env: &Env, rows: &mut Vec<Row>, targets: &mut Vec<Target>) {
     eprintln!("j power on inside a shell...");
-    let ours_shell = Shell::start(&our_jmp, &config);
-    let up_shell = Shell::start(&up_jmp, &config);
-    let ours = median(time_runs(if q { 20 } else { 100 }, || {
-        let mut c = Command::new(&our_j);
+    let ours_shell = Shell::start(&env.our_jmp, &env.config);
+    let up_shell = Shell::start(&env.up_jmp, &env.config);
+    let j = |bin: &Path, host: &str| {
+        let mut c = Command::new(bin);
         c.args(["power", "on"])
-            .env("JUMPSTARTER_HOST", &ours_shell.host)
-            .env("JMP_DRIVERS_ALLOW", "UNSAFE");
-        c
-    }));
-    let up = median(time_runs(if q { 3 } else { 10 }, || {
-        let mut c = Command::new(&up_j);
-        c.args(["power", "on"])
-            .env("JUMPSTARTER_HOST", &up_shell.host)
+            .env("JUMPSTARTER_HOST", host)
             .env("JMP_DRIVERS_ALLOW", "UNSAFE")
             .env("_JMP_SUPPRESS_DRIVER_WARNINGS", "1");
         c
+    };
+    let ours = median(time_runs(env.n(20, 100), || {
+        j(&env.our_j, &ours_shell.host)
     }));
-    rows.push(Row {
-        what: "`j power on` inside a shell (median wall time, process start to exit)".into(),
-        ours: format!("{ours:.1} ms"),
-        upstream: format!("{up:.0} ms"),
-        ratio: ratio(up, ours),
-    });
-
-    // 5. Exporter memory (measured now, with both exporters idle after some calls).
-    let (ours_rss, ours_peak) = ours_shell.memory_mb();
-    let (up_rss, up_peak) = up_shell.memory_mb();
-
-    // 3b/4b. Cross-implementation: the Python client against our exporter.
-    eprintln!("Python client against our exporter...");
-    let py_vs_ours = py_json(
-        &python,
-        &root.join("bench/py/drivercall.py"),
-        &["host", if q { "300" } else { "2000" }],
-        Some(&ours_shell.host),
+    let up = median(time_runs(env.n(3, 10), || j(&env.up_j, &up_shell.host)));
+    target(
+        targets,
+        format!("`j power on` under 5 ms median (upstream ~1.2 s): {ours:.1} ms"),
+        ours < 5.0,
     );
-    let py_vs_up = py_json(
-        &python,
-        &root.join("bench/py/drivercall.py"),
-        &["host", if q { "300" } else { "2000" }],
-        Some(&up_shell.host),
-    );
-    let py_echo_ours = py_json(
-        &python,
-        &root.join("bench/py/echo.py"),
-        &["host", "200000000"],
-        Some(&ours_shell.host),
-    );
-    let py_echo_up = py_json(
-        &python,
-        &root.join("bench/py/echo.py"),
-        &["host", "200000000"],
-        Some(&up_shell.host),
-    );
-
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-
-    // Our client against upstream's exporter (unix socket), for the cross rows.
-    let (rust_vs_up, rust_echo_up) = rt.block_on(async {
-        let client = jumpstarter_core::Client::connect(&jumpstarter_core::transport::Target::Unix(
-            up_shell.host.clone().into(),
-        ))
-        .await
-        .unwrap();
-        let power = PowerClient::new(client.get("power").unwrap().clone());
-        let calls = median(rust_drivercalls(&power, if q { 300 } else { 2000 }).await);
-        let echo = NetworkClient::new(client.get("echo").unwrap().clone());
-        (calls, rust_echo(&echo, 200_000_000, 64 * 1024).await)
-    });
+    rows.push(Row::new(
+        "`j power on` inside a shell (median wall time, process start to exit)",
+        format!("{ours:.1} ms"),
+        format!("{up:.0} ms"),
+        up / ours,
+    ));
     ours_shell.stop();
     up_shell.stop();
 
-    // 2. `jmp shell --exporter-config X -- j power on`, end to end.
     eprintln!("jmp shell -- j power on...");
-    let path_ours = format!(
-        "{}:{}",
-        our_j.parent().unwrap().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let path_up = format!(
-        "{}:{}",
-        venv.join("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let ours = median(time_runs(if q { 10 } else { 30 }, || {
-        let mut c = Command::new(&our_jmp);
-        c.env("PATH", &path_ours)
+    let path = |dir: &Path| {
+        format!(
+            "{}:{}",
+            dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    };
+    let shell = |jmp: &Path, bin_dir: &Path| {
+        let mut c = Command::new(jmp);
+        c.env("PATH", path(bin_dir))
             .arg("shell")
             .arg("--exporter-config")
-            .arg(&config)
+            .arg(&env.config)
             .args(["--", "j", "power", "on"]);
         c
+    };
+    let ours = median(time_runs(env.n(10, 30), || {
+        shell(&env.our_jmp, env.our_j.parent().unwrap())
     }));
-    let up = median(time_runs(if q { 2 } else { 5 }, || {
-        let mut c = Command::new(&up_jmp);
-        c.env("PATH", &path_up)
-            .env("TERM", "dumb")
-            .arg("shell")
-            .arg("--exporter-config")
-            .arg(&config)
-            .args(["--", "j", "power", "on"]);
-        c
-    }));
-    rows.push(Row {
-        what: "`jmp shell --exporter-config X -- j power on` (median wall time)".into(),
-        ours: format!("{ours:.1} ms"),
-        upstream: format!("{up:.0} ms"),
-        ratio: ratio(up, ours),
-    });
+    let up = median(time_runs(env.n(2, 5), || shell(&env.up_jmp, &env.venv_bin)));
+    rows.push(Row::new(
+        "`jmp shell --exporter-config X -- j power on` (median wall time)",
+        format!("{ours:.1} ms"),
+        format!("{up:.0} ms"),
+        up / ours,
+    ));
+}
 
-    // 3. DriverCall round trip, client and exporter in one process, unix socket.
+/// DriverCall round trips: in-process (both runtime flavours), across processes, and mixed.
+fn driver_calls(env: &Env, rows: &mut Vec<Row>, targets: &mut Vec<Target>) {
     eprintln!("DriverCall round trips...");
-    let (rust_calls, rust_p90) = rt.block_on(async {
-        let driver = Arc::new(MockPower::new(Logger::detached("driver.MockPower")));
-        let served = serve(DriverTree::composite(vec![(
-            "power",
-            Instance::new(driver, MOCK_POWER),
-        )]))
-        .await
-        .unwrap();
-        let power = PowerClient::new(served.client.get("power").unwrap().clone());
-        let samples = rust_drivercalls(&power, if q { 2000 } else { 20000 }).await;
-        served.shutdown().await;
-        (median(samples.clone()), p90(samples))
-    });
-    let py = py_json(
-        &python,
-        &root.join("bench/py/drivercall.py"),
-        &["inprocess", if q { "300" } else { "3000" }],
+    let n = env.n(2000, 20000);
+    let in_process = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(async {
+            let driver = Arc::new(MockPower::new(Logger::detached("driver.MockPower")));
+            let tree = DriverTree::composite(vec![("power", Instance::new(driver, MOCK_POWER))]);
+            let served = serve(tree).await.unwrap();
+            let power = PowerClient::new(served.client.get("power").unwrap().clone());
+            let samples = rust_drivercalls(&power, n).await;
+            served.shutdown().await;
+            (median(samples.clone()), p90(samples))
+        })
+    };
+    let (ct, ct90) = in_process(&single_threaded());
+    let (mt, mt90) = in_process(&two_threads());
+    target(
+        targets,
+        format!(
+            "DriverCall round trip under 50 µs median (upstream ~1.1 ms): {ct:.0} µs in one process on a single-threaded runtime; {mt:.0} µs on a 2-thread runtime"
+        ),
+        ct < 50.0,
+    );
+    let py = env.py(
+        "drivercall.py",
+        &["inprocess", &env.n(300, 3000).to_string()],
         None,
     );
-    let py_med = py["median_us"].as_f64().unwrap();
-    rows.push(Row {
-        what:
-            "DriverCall round trip, in-process exporter + client over a unix socket (median; p90)"
-                .into(),
-        ours: format!("{rust_calls:.0} µs; {rust_p90:.0} µs"),
-        upstream: format!("{py_med:.0} µs; {:.0} µs", py["p90_us"].as_f64().unwrap()),
-        ratio: ratio(py_med, rust_calls),
-    });
-    rows.push(Row {
-        what: "DriverCall round trip, Python client -> exporter in a `jmp shell` (median)".into(),
-        ours: format!(
-            "{:.0} µs (our exporter)",
-            py_vs_ours["median_us"].as_f64().unwrap()
-        ),
-        upstream: format!(
-            "{:.0} µs (upstream exporter)",
-            py_vs_up["median_us"].as_f64().unwrap()
-        ),
-        ratio: ratio(
-            py_vs_up["median_us"].as_f64().unwrap(),
-            py_vs_ours["median_us"].as_f64().unwrap(),
-        ),
-    });
-    rows.push(Row {
-        what: "DriverCall round trip, our Rust client -> upstream exporter (median)".into(),
-        ours: format!("{rust_vs_up:.0} µs"),
-        upstream: format!(
-            "{:.0} µs (Python client)",
-            py_vs_up["median_us"].as_f64().unwrap()
-        ),
-        ratio: ratio(py_vs_up["median_us"].as_f64().unwrap(), rust_vs_up),
-    });
+    let (py_med, py90) = (
+        py["median_us"].as_f64().unwrap(),
+        py["p90_us"].as_f64().unwrap(),
+    );
+    rows.push(Row::new(
+        "DriverCall round trip, exporter and client in one process over a unix socket (median; p90); ours on a single-threaded runtime",
+        format!("{ct:.0} µs; {ct90:.0} µs"),
+        format!("{py_med:.0} µs; {py90:.0} µs"),
+        py_med / ct,
+    ));
+    rows.push(Row::new(
+        "The same, ours on a 2-thread runtime (cross-thread wake-ups on every hop)",
+        format!("{mt:.0} µs; {mt90:.0} µs"),
+        format!("{py_med:.0} µs; {py90:.0} µs"),
+        py_med / mt,
+    ));
 
-    // 4. Echo stream throughput.
-    eprintln!("echo stream throughput...");
-    let total: usize = if q { 1 << 30 } else { 4 << 30 };
-    let (rust_echo_mb, rust_echo_64k) = rt.block_on(async {
-        let driver = Arc::new(EchoNetwork::new(Logger::detached("driver.EchoNetwork")));
-        let served = serve(DriverTree::composite(vec![(
-            "echo",
-            Instance::new(driver, ECHO_NETWORK),
-        )]))
-        .await
+    // Across processes: the client in this process, the exporter in a `jmp shell`.
+    let ours_shell = Shell::start(&env.our_jmp, &env.config);
+    let up_shell = Shell::start(&env.up_jmp, &env.config);
+    let calls = env.n(300, 2000).to_string();
+    let rust_to = |host: &str| {
+        single_threaded().block_on(async {
+            let client = Client::connect(&SessionTarget::Unix(host.into()))
+                .await
+                .unwrap();
+            let power = PowerClient::new(client.get("power").unwrap().clone());
+            median(rust_drivercalls(&power, n).await)
+        })
+    };
+    let rust_ours = rust_to(&ours_shell.host);
+    let rust_up = rust_to(&up_shell.host);
+    let py_ours = env.py("drivercall.py", &["host", &calls], Some(&ours_shell.host))["median_us"]
+        .as_f64()
         .unwrap();
+    let py_up = env.py("drivercall.py", &["host", &calls], Some(&up_shell.host))["median_us"]
+        .as_f64()
+        .unwrap();
+    ours_shell.stop();
+    up_shell.stop();
+    let floor = raw_uds_floor(n);
+    rows.push(Row::new(
+        &format!(
+            "DriverCall round trip between processes: client -> exporter in a `jmp shell` (median). For reference, a raw 64-byte unix-socket ping-pong between two processes takes {floor:.0} µs here"
+        ),
+        format!("{rust_ours:.0} µs (Rust client)"),
+        format!("{py_up:.0} µs (Python client)"),
+        py_up / rust_ours,
+    ));
+    rows.push(Row::new(
+        "Mixed: the Python client -> our exporter / our Rust client -> upstream's exporter (median)",
+        format!("{py_ours:.0} µs / {rust_up:.0} µs"),
+        format!("{py_up:.0} µs (Python -> upstream)"),
+        py_up / py_ours,
+    ));
+}
+
+/// Echo stream throughput: in-process, and both clients against both exporters.
+fn streams(env: &Env, rows: &mut Vec<Row>, targets: &mut Vec<Target>) {
+    eprintln!("echo stream throughput...");
+    let total: usize = if env.quick { 1 << 30 } else { 4 << 30 };
+    let (big, small) = two_threads().block_on(async {
+        let driver = Arc::new(EchoNetwork::new(Logger::detached("driver.EchoNetwork")));
+        let tree = DriverTree::composite(vec![("echo", Instance::new(driver, ECHO_NETWORK))]);
+        let served = serve(tree).await.unwrap();
         let echo = NetworkClient::new(served.client.get("echo").unwrap().clone());
         let big = rust_echo(&echo, total, 1 << 20).await;
         let small = rust_echo(&echo, total / 4, 64 * 1024).await;
         served.shutdown().await;
         (big, small)
     });
-    let py_echo = py_json(
-        &python,
-        &root.join("bench/py/echo.py"),
-        &["inprocess", "300000000"],
-        None,
+    target(
+        targets,
+        format!(
+            "Echo stream at least 1 GB/s (upstream ~75 MB/s): {:.0} MB/s in one process",
+            big.max(small)
+        ),
+        big.max(small) >= 1000.0,
     );
-    let py_echo_mb = py_echo["mb_per_s"].as_f64().unwrap();
-    rows.push(Row {
-        what: format!("Echo stream, in-process exporter + client ({} GiB both ways; ours with 1 MiB and 64 KiB writes, upstream 64 KiB)", total >> 30),
-        ours: format!("{rust_echo_mb:.0} MB/s; {rust_echo_64k:.0} MB/s"),
-        upstream: format!("{py_echo_mb:.0} MB/s"),
-        ratio: ratio(rust_echo_mb, py_echo_mb),
-    });
-    rows.push(Row {
-        what: "Echo stream, Python client -> exporter in a `jmp shell` (200 MB)".into(),
-        ours: format!(
-            "{:.0} MB/s (our exporter)",
-            py_echo_ours["mb_per_s"].as_f64().unwrap()
+    let py = env.py("echo.py", &["inprocess", "300000000"], None)["mb_per_s"]
+        .as_f64()
+        .unwrap();
+    rows.push(Row::new(
+        &format!(
+            "Echo stream, exporter and client in one process ({} GiB each way; ours with 1 MiB / 64 KiB writes, upstream 64 KiB)",
+            total >> 30
         ),
-        upstream: format!(
-            "{:.0} MB/s (upstream exporter)",
-            py_echo_up["mb_per_s"].as_f64().unwrap()
-        ),
-        ratio: ratio(
-            py_echo_ours["mb_per_s"].as_f64().unwrap(),
-            py_echo_up["mb_per_s"].as_f64().unwrap(),
-        ),
-    });
-    rows.push(Row {
-        what: "Echo stream, our Rust client -> upstream exporter (200 MB, 64 KiB writes)".into(),
-        ours: format!("{rust_echo_up:.0} MB/s"),
-        upstream: format!(
-            "{:.0} MB/s (Python client)",
-            py_echo_up["mb_per_s"].as_f64().unwrap()
-        ),
-        ratio: ratio(rust_echo_up, py_echo_up["mb_per_s"].as_f64().unwrap()),
-    });
-    rows.push(Row {
-        what: "Exporter memory: the `jmp shell` process hosting the exporter, after the calls above (RSS; peak)".into(),
-        ours: format!("{ours_rss:.1} MB; {ours_peak:.1} MB"),
-        upstream: format!("{up_rss:.0} MB; {up_peak:.0} MB"),
-        ratio: ratio(up_rss, ours_rss),
-    });
+        format!("{big:.0} MB/s / {small:.0} MB/s"),
+        format!("{py:.0} MB/s"),
+        big / py,
+    ));
 
+    let ours_shell = Shell::start(&env.our_jmp, &env.config);
+    let up_shell = Shell::start(&env.up_jmp, &env.config);
+    let rust_to = |host: &str| {
+        two_threads().block_on(async {
+            let client = Client::connect(&SessionTarget::Unix(host.into()))
+                .await
+                .unwrap();
+            let echo = NetworkClient::new(client.get("echo").unwrap().clone());
+            rust_echo(&echo, 1 << 30, 1 << 20).await
+        })
+    };
+    let rust_ours = rust_to(&ours_shell.host);
+    let rust_up = rust_to(&up_shell.host);
+    let py_ours = env.py("echo.py", &["host", "200000000"], Some(&ours_shell.host))["mb_per_s"]
+        .as_f64()
+        .unwrap();
+    let py_up = env.py("echo.py", &["host", "200000000"], Some(&up_shell.host))["mb_per_s"]
+        .as_f64()
+        .unwrap();
+    ours_shell.stop();
+    up_shell.stop();
+    rows.push(Row::new(
+        "Echo stream between processes: client -> exporter in a `jmp shell` (ours: Rust client, 1 GiB; upstream: Python client, 200 MB)",
+        format!("{rust_ours:.0} MB/s"),
+        format!("{py_up:.0} MB/s"),
+        rust_ours / py_up,
+    ));
+    rows.push(Row::new(
+        "Mixed: the Python client -> our exporter / our Rust client -> upstream's exporter",
+        format!("{py_ours:.0} MB/s / {rust_up:.0} MB/s"),
+        format!("{py_up:.0} MB/s (Python -> upstream)"),
+        py_ours / py_up,
+    ));
+}
+
+/// Resident memory of the process hosting the exporter, idle and after work.
+fn memory(env: &Env, rows: &mut Vec<Row>, targets: &mut Vec<Target>) {
+    eprintln!("exporter memory...");
+    let ours_shell = Shell::start(&env.our_jmp, &env.config);
+    let up_shell = Shell::start(&env.up_jmp, &env.config);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let (ours_idle, _) = ours_shell.memory_mb();
+    let (up_idle, _) = up_shell.memory_mb();
+    // Some calls and a 256 MiB stream through each, then measure again.
+    for shell in [&ours_shell, &up_shell] {
+        two_threads().block_on(async {
+            let client = Client::connect(&SessionTarget::Unix(shell.host.clone().into()))
+                .await
+                .unwrap();
+            let power = PowerClient::new(client.get("power").unwrap().clone());
+            rust_drivercalls(&power, 500).await;
+            let echo = NetworkClient::new(client.get("echo").unwrap().clone());
+            rust_echo(&echo, 256 << 20, 64 * 1024).await;
+        });
+    }
+    let (ours_rss, ours_peak) = ours_shell.memory_mb();
+    let (up_rss, up_peak) = up_shell.memory_mb();
+    ours_shell.stop();
+    up_shell.stop();
+    target(
+        targets,
+        format!(
+            "Exporter RSS under 10 MB (upstream ~120 MB): {ours_idle:.1} MB idle; {ours_rss:.1} MB after a 256 MiB stream (freed buffers the allocator keeps)"
+        ),
+        ours_idle < 10.0,
+    );
+    rows.push(Row::new(
+        "Exporter memory, the `jmp shell` process hosting it: idle / after 500 calls and a 256 MiB stream (RSS; peak)",
+        format!("{ours_idle:.1} MB / {ours_rss:.1} MB; {ours_peak:.1} MB"),
+        format!("{up_idle:.0} MB / {up_rss:.0} MB; {up_peak:.0} MB"),
+        up_idle / ours_idle,
+    ));
+}
+
+fn render(rows: &[Row], targets: &[Target], quick: bool) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -476,34 +386,43 @@ fn main() {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
         })
         .unwrap_or_default();
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let mut md = String::new();
-    md.push_str("# Benchmarks\n\n");
-    md.push_str("jumpstarter-rs against upstream Jumpstarter 0.9.0 (the pinned PyPI packages), measured side by\n");
-    md.push_str("side in one run by `bench/run.sh` (the harness is `bench/src/main.rs`; the Python halves are in\n");
-    md.push_str(
-        "`bench/py/`). Both sides use the same exporter config, `bench/exporter.yaml`.\n\n",
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut md = String::from(
+        "# Benchmarks\n\n\
+         jumpstarter-rs against upstream Jumpstarter 0.9.0 (the pinned PyPI packages), measured side by\n\
+         side in one run by `bench/run.sh` (the harness is `bench/src/`; the Python halves are in\n\
+         `bench/py/`). Both sides use the same exporter config, `bench/exporter.yaml`.\n\n",
     );
     md.push_str(&format!(
         "Machine: {cores} cores, {cpu}. Command: `bench/run.sh{}`.\n\n",
-        if q { " --quick" } else { "" }
+        if quick { " --quick" } else { "" }
     ));
     md.push_str("| What | jumpstarter-rs | upstream 0.9.0 | factor |\n|---|---|---|---|\n");
-    for r in &rows {
+    for r in rows {
         md.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
-            r.what, r.ours, r.upstream, r.ratio
+            "| {} | {} | {} | {:.0}x |\n",
+            r.what, r.ours, r.upstream, r.factor
         ));
     }
-    md.push_str("\nNotes\n\n");
-    md.push_str("* Wall times include process start-up; that is what a user of `j` waits for.\n");
-    md.push_str("* \"In-process\" means the exporter session and the client share one process and talk over a\n  unix socket, as upstream's `serve()` test helper does.\n");
-    md.push_str("* Echo throughput counts the bytes sent once; the same bytes also travel back.\n");
-    md.push_str("* Memory is the resident set of the `jmp shell` process that hosts the exporter (the child\n  shell is not counted for either side).\n");
-    print!("{md}");
-    if let Some(out) = opts.out {
-        std::fs::write(out, md).unwrap();
+    md.push_str("\nTargets from the issues, as measured in this run:\n\n");
+    for t in targets {
+        md.push_str(&format!(
+            "* {} {}\n",
+            if t.met { "Met:" } else { "Not met:" },
+            t.text
+        ));
     }
+    md.push_str(
+        "\nNotes\n\n\
+         * Wall times include process start-up: that is what a user of `j` waits for.\n\
+         * \"In one process\" means the exporter session and the client share a process and talk over a\n  \
+         unix socket, as upstream's `serve()` test helper does. The factor compares with upstream's\n  \
+         figure on the same row.\n\
+         * A round trip between processes cannot beat the kernel's unix-socket ping-pong (the reference\n  \
+         figure in that row); what is above it is the gRPC stack on both sides.\n\
+         * Echo throughput counts the bytes once; the same bytes also travel back.\n\
+         * Memory is the resident set of the `jmp shell` process that hosts the exporter (the child\n  \
+         shell is not counted for either side).\n",
+    );
+    md
 }

@@ -78,8 +78,39 @@ fn our_j_inside_upstream_shell() {
     assert!(out.contains("No such command 'nosuch'"), "{out}");
 }
 
-/// Starts upstream's local exporter; returns the process and its session socket path.
-fn upstream_session(dir: &Path, cfg: &Path) -> (std::process::Child, std::path::PathBuf) {
+/// Upstream's local exporter, stopped (its shell told to finish, then killed if need be) when
+/// dropped, so a failing test leaves no process behind.
+struct UpstreamSession {
+    child: std::process::Child,
+    done: std::path::PathBuf,
+}
+
+impl UpstreamSession {
+    fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = std::fs::write(&self.done, b"");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for UpstreamSession {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+/// Starts upstream's local exporter; returns it and its session socket path.
+fn upstream_session(dir: &Path, cfg: &Path) -> (UpstreamSession, std::path::PathBuf) {
     let host_file = dir.join("host");
     let done = dir.join("done");
     let mut cmd = Command::new(upstream_jmp());
@@ -101,14 +132,17 @@ fn upstream_session(dir: &Path, cfg: &Path) -> (std::process::Child, std::path::
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let child = cmd.spawn().unwrap();
+    let session = UpstreamSession {
+        child: cmd.spawn().unwrap(),
+        done,
+    };
     let deadline = Instant::now() + T;
     while !host_file.exists() {
         assert!(Instant::now() < deadline, "upstream exporter did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
     let host = std::fs::read_to_string(&host_file).unwrap();
-    (child, host.trim().into())
+    (session, host.trim().into())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,7 +150,7 @@ async fn rust_client_library_against_upstream_exporter() {
     let dir = tempfile::tempdir().unwrap();
     let tcp = tcp_upper_server();
     let cfg = upstream_config(dir.path(), tcp, udp_echo_server());
-    let (mut child, socket) = upstream_session(dir.path(), &cfg);
+    let (mut upstream, socket) = upstream_session(dir.path(), &cfg);
 
     let client = Client::connect(&Target::Unix(socket)).await.unwrap();
     assert_eq!(
@@ -247,10 +281,5 @@ async fn rust_client_library_against_upstream_exporter() {
         "{items:?}"
     );
 
-    std::fs::write(dir.path().join("done"), b"").unwrap();
-    let deadline = Instant::now() + T;
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "upstream exporter did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(upstream.stop().is_some(), "upstream exporter did not stop");
 }

@@ -33,8 +33,8 @@ pub type EndSessionHandler =
 
 /// HTTP/2 flow-control windows for session connections: large enough that a single stream
 /// can move bulk data at memory speed.
-pub const STREAM_WINDOW: u32 = 8 << 20;
-pub const CONNECTION_WINDOW: u32 = 16 << 20;
+pub const STREAM_WINDOW: u32 = 4 << 20;
+pub const CONNECTION_WINDOW: u32 = 8 << 20;
 /// HTTP/2 frame size for session connections.
 pub const MAX_FRAME_SIZE: u32 = 1 << 20;
 

@@ -247,7 +247,7 @@ impl RouterService for RouterSvc {
             .await
             .map_err(driver_status)?;
         let inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel::<Result<StreamResponse, Status>>(32);
+        let (tx, rx) = mpsc::channel::<Result<StreamResponse, Status>>(16);
         let cancel = self.session.inner.cancel.clone();
         tokio::spawn(async move {
             tokio::select! {
