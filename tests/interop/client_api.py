@@ -111,5 +111,19 @@ with env() as client:
         s.send(b"d2")
         check(s.receive() == b"echo:d2", "udp datagram 2")
 
+# The library entry point directly: client_from_path with an explicit allow-list.
+import os  # noqa: E402
+from contextlib import ExitStack  # noqa: E402
+
+from anyio.from_thread import start_blocking_portal  # noqa: E402
+from jumpstarter.client.client import client_from_path  # noqa: E402
+
+with start_blocking_portal() as portal, ExitStack() as stack:
+    with portal.wrap_async_context_manager(
+        client_from_path(os.environ["JUMPSTARTER_HOST"], portal, stack, allow=["jumpstarter_driver_*"], unsafe=False)
+    ) as client:
+        check(client.power.on() is None, "client_from_path: on()")
+        check(len(list(client.power.read())) == 2, "client_from_path: read()")
+
 out["ok"] = True
 print(json.dumps(out))

@@ -48,7 +48,11 @@ fn our_j_inside_upstream_shell() {
              echo 'ping over tcp' | j tcp connect; echo hello-echo | j echo connect; echo 'via unix' | j unix connect; \
              j sh call get_methods; j sh stream-call call_method hello '{}' world; \
              if j hidden address 2>err1; then exit 10; fi; if j echo address 2>err2; then exit 11; fi; \
-             if j power nosuch 2>err3; then exit 12; fi; cat err1 err2 err3",
+             if j power nosuch 2>err3; then exit 12; fi; cat err1 err2 err3; \
+             j tcp forward-tcp 0 > addr & pid=$!; \
+             for i in $(seq 100); do [ -s addr ] && break; sleep 0.05; done; \
+             python3 -c \"import socket,sys; s=socket.create_connection(('127.0.0.1', int(sys.argv[1]))); s.sendall(b'forwarded'); s.shutdown(socket.SHUT_WR); print(s.recv(100).decode())\" $(cut -d: -f2 addr); \
+             kill -INT $pid; wait $pid; echo \"forward-exit=$?\"",
         ]);
     let out = ok(&run_timeout(&mut cmd, T));
     let reading = "voltage=0.0 V  current=0.0 A  apparent_power=0.0 VA\nvoltage=5.0 V  current=2.0 A  apparent_power=10.0 VA\n";
@@ -76,6 +80,7 @@ fn our_j_inside_upstream_shell() {
         "{out}"
     );
     assert!(out.contains("No such command 'nosuch'"), "{out}");
+    assert!(out.contains("FORWARDED\nforward-exit=0\n"), "{out}");
 }
 
 /// Upstream's local exporter, stopped (its shell told to finish, then killed if need be) when
