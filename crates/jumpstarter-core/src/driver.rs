@@ -17,6 +17,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use serde_json::Value;
 
+pub use crate::resource::CallContext;
+
 /// The three kinds of exported methods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MethodKind {
@@ -301,9 +303,14 @@ pub trait Driver: Send + Sync + 'static {
     }
 
     /// A unary method. Only called for names the method table lists as [`MethodKind::Unary`],
-    /// with an argument count the table accepts.
-    async fn call(&self, method: &str, args: Args) -> Result<Value, DriverError> {
-        let _ = args;
+    /// with an argument count the table accepts. `ctx` opens resource handles.
+    async fn call(
+        &self,
+        method: &str,
+        args: Args,
+        ctx: &CallContext,
+    ) -> Result<Value, DriverError> {
+        let _ = (args, ctx);
         Err(DriverError::method_not_found(method))
     }
 
@@ -312,8 +319,9 @@ pub trait Driver: Send + Sync + 'static {
         self: Arc<Self>,
         method: &str,
         args: Args,
+        ctx: CallContext,
     ) -> Result<ValueStream, DriverError> {
-        let _ = args;
+        let _ = (args, ctx);
         Err(DriverError::method_not_found(method))
     }
 

@@ -6,6 +6,7 @@
 //! * [`session`]: one tree served as `ExporterService` + `RouterService`.
 //! * [`stream`]: the frame <-> byte-stream bridge, written once.
 //! * [`client`] and [`transport`]: reaching a session and driving its drivers.
+//! * [`resource`]: resource handles (flash/dump transfers), encodings, presigned HTTP.
 //! * [`logs`]: what `LogStream` serves.
 //! * [`testing`]: `serve(tree)`, a driver tree behind a real session on a temporary socket.
 
@@ -13,6 +14,7 @@ pub mod client;
 pub mod driver;
 pub mod logs;
 pub mod registry;
+pub mod resource;
 pub mod session;
 pub mod socket;
 pub mod stream;
@@ -24,5 +26,6 @@ pub use client::{Client, ClientError, DriverClient};
 pub use driver::{Args, BoxStream, Driver, DriverError, Method, MethodKind, Param, Value};
 pub use logs::{Level, LogHub, Logger};
 pub use registry::{BuildContext, Registry};
+pub use resource::{CallContext, Encoding, Resource};
 pub use session::Session;
 pub use tree::{DriverTree, Instance};

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::driver::Driver;
 use crate::logs::{Level, LogHub};
 use crate::registry::{BuildContext, Registry, class_name};
+use crate::resource::Resources;
 
 /// Label carrying the client class path.
 pub const CLIENT_LABEL: &str = "jumpstarter.dev/client";
@@ -48,6 +49,8 @@ pub struct Instance {
     /// Labels from the node's `config.labels`.
     pub labels: BTreeMap<String, String>,
     pub children: Vec<(String, Child)>,
+    /// Resource handles registered on this instance and not yet opened.
+    pub resources: Resources,
 }
 
 impl std::fmt::Debug for Instance {
@@ -86,6 +89,7 @@ impl Instance {
             methods_description: BTreeMap::new(),
             labels: BTreeMap::new(),
             children: Vec::new(),
+            resources: Resources::new(),
         }
     }
 
@@ -173,6 +177,7 @@ impl DriverTree {
             methods_description: BTreeMap::new(),
             labels: BTreeMap::new(),
             children,
+            resources: Resources::new(),
         };
         Ok(Self::new(root))
     }
@@ -309,6 +314,7 @@ impl ConfigBuilder<'_> {
                 methods_description: BTreeMap::new(),
                 labels: BTreeMap::new(),
                 children,
+                resources: Resources::new(),
             },
             DriverNode::Driver {
                 type_name,
@@ -347,6 +353,7 @@ impl ConfigBuilder<'_> {
                     methods_description: methods_description.clone(),
                     labels: base.labels,
                     children,
+                    resources: Resources::new(),
                 }
             }
             DriverNode::Proxy { .. } => unreachable!("proxies are resolved by child()"),

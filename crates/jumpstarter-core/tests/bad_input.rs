@@ -13,7 +13,8 @@ use jumpstarter_core::driver::ValueStream;
 use jumpstarter_core::testing::serve;
 use jumpstarter_core::transport::{H2Channel, Target};
 use jumpstarter_core::{
-    Args, BoxStream, Client, Driver, DriverError, DriverTree, Instance, Method, Param, Value,
+    Args, BoxStream, CallContext, Client, Driver, DriverError, DriverTree, Instance, Method, Param,
+    Value,
 };
 use jumpstarter_protocol::v1::ExporterStatus;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,7 +41,12 @@ impl Driver for Probe {
     fn methods(&self) -> &[Method] {
         METHODS
     }
-    async fn call(&self, method: &str, args: Args) -> Result<Value, DriverError> {
+    async fn call(
+        &self,
+        method: &str,
+        args: Args,
+        _ctx: &CallContext,
+    ) -> Result<Value, DriverError> {
         match method {
             "ret" => Ok(args.raw(0).cloned().unwrap_or(Value::Null)),
             "double" => Ok(Value::from(args.get::<u32>(0, "n")? * 2)),
@@ -62,6 +68,7 @@ impl Driver for Probe {
         self: Arc<Self>,
         _method: &str,
         args: Args,
+        _ctx: CallContext,
     ) -> Result<ValueStream, DriverError> {
         let n: u32 = args.get(0, "n")?;
         let items = (0..n)

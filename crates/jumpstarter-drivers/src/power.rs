@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use jumpstarter_core::driver::ValueStream;
 use jumpstarter_core::{
-    Args, ClientError, Driver, DriverClient, DriverError, Logger, Method, Registry, Value,
+    Args, CallContext, ClientError, Driver, DriverClient, DriverError, Logger, Method, Registry,
+    Value,
 };
 use serde::{Deserialize, Serialize};
 
@@ -75,7 +76,12 @@ impl Driver for MockPower {
         METHODS
     }
 
-    async fn call(&self, method: &str, _args: Args) -> Result<Value, DriverError> {
+    async fn call(
+        &self,
+        method: &str,
+        _args: Args,
+        _ctx: &CallContext,
+    ) -> Result<Value, DriverError> {
         match method {
             "on" => {
                 self.on.store(true, Ordering::SeqCst);
@@ -95,6 +101,7 @@ impl Driver for MockPower {
         self: Arc<Self>,
         method: &str,
         _args: Args,
+        _ctx: CallContext,
     ) -> Result<ValueStream, DriverError> {
         match method {
             "read" => {

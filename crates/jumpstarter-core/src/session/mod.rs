@@ -47,6 +47,7 @@ struct Inner {
     logs: LogHub,
     system: Logger,
     end_session: Mutex<Option<EndSessionHandler>>,
+    compression: bool,
     cancel: CancellationToken,
     closed: tokio::sync::OnceCell<()>,
 }
@@ -86,6 +87,7 @@ impl Session {
                 logs,
                 system,
                 end_session: Mutex::new(None),
+                compression: !std::env::var("JMP_DISABLE_COMPRESSION").is_ok_and(|v| v == "1"),
                 cancel: CancellationToken::new(),
                 closed: tokio::sync::OnceCell::new(),
             }),
@@ -100,6 +102,12 @@ impl Session {
                 .system
                 .warning(format!("reset of {driver} failed: {err}"));
         }
+    }
+
+    /// Whether resource streams accept compressed data (`JMP_DISABLE_COMPRESSION=1` turns it
+    /// off, as upstream).
+    pub fn compression_enabled(&self) -> bool {
+        self.inner.compression
     }
 
     pub fn uuid(&self) -> Uuid {

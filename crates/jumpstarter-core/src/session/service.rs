@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::Session;
 use crate::driver::{Args, DriverError, MethodKind, lookup};
+use crate::resource::{CallContext, Encoding, Handle};
 use crate::stream::{PumpError, pump_from_frames, pump_to_frames};
 use crate::tree::Instance;
 
@@ -80,11 +81,14 @@ impl ExporterService for ExporterSvc {
             .map_err(driver_status)?;
         let args = Args::new(req.args.into_iter().map(from_proto_owned).collect());
         tracing::debug!(driver = %inst.type_name, method = %req.method, "DriverCall");
-        let result = inst
-            .driver
-            .call(&req.method, args)
-            .await
-            .map_err(driver_status)?;
+        let handles = Handle::client_streams_in(&args.0);
+        let ctx = CallContext::new(inst.resources.clone());
+        let result = inst.driver.call(&req.method, args, &ctx).await;
+        // Handles passed to this call are spent, opened or not.
+        for h in &handles {
+            inst.resources.discard(h);
+        }
+        let result = result.map_err(driver_status)?;
         Ok(Response::new(DriverCallResponse {
             uuid: Uuid::new_v4().hyphenated().to_string(),
             result: Some(into_proto(result)),
@@ -107,10 +111,11 @@ impl ExporterService for ExporterSvc {
             .map_err(driver_status)?;
         let args = Args::new(req.args.into_iter().map(from_proto_owned).collect());
         tracing::debug!(driver = %inst.type_name, method = %req.method, "StreamingDriverCall");
+        let ctx = CallContext::new(inst.resources.clone());
         let items = inst
             .driver
             .clone()
-            .streaming_call(&req.method, args)
+            .streaming_call(&req.method, args, ctx)
             .map_err(driver_status)?;
         let cancel = self.session.inner.cancel.clone();
         // The first error ends the stream: items already sent stay delivered.
@@ -201,7 +206,6 @@ enum StreamTarget {
     Resource {
         uuid: String,
         #[serde(default)]
-        #[allow(dead_code)]
         x_jmp_content_encoding: Option<String>,
     },
 }
@@ -228,25 +232,24 @@ impl RouterService for RouterSvc {
     ) -> Result<Response<Self::StreamStream>, Status> {
         let target = parse_target(&request)?;
         self.session.check_ready()?;
-        let (uuid, method) = match target {
-            StreamTarget::Driver { uuid, method } => (uuid, method),
-            StreamTarget::Resource { uuid, .. } => {
-                self.session.instance(&uuid)?;
-                return Err(Status::unimplemented(
-                    "resource streams are not supported by this exporter yet",
-                ));
+        match target {
+            StreamTarget::Driver { uuid, method } => {
+                self.driver_stream(request, &uuid, &method).await
             }
-        };
-        let inst = self.session.instance(&uuid)?;
-        lookup(&*inst.driver, &method, MethodKind::Stream).map_err(driver_status)?;
-        tracing::debug!(driver = %inst.type_name, method = %method, "Stream");
-        // Open the driver stream before answering, so the response headers mean "connected".
-        let io = inst
-            .driver
-            .open_stream(&method)
-            .await
-            .map_err(driver_status)?;
-        let inbound = request.into_inner();
+            StreamTarget::Resource {
+                uuid,
+                x_jmp_content_encoding,
+            } => self.resource_stream(request, &uuid, x_jmp_content_encoding),
+        }
+    }
+}
+
+impl RouterSvc {
+    fn spawn_bridge(
+        &self,
+        io: crate::driver::BoxStream,
+        inbound: Streaming<StreamRequest>,
+    ) -> mpsc::Receiver<Result<StreamResponse, Status>> {
         let (tx, rx) = mpsc::channel::<Result<StreamResponse, Status>>(16);
         let cancel = self.session.inner.cancel.clone();
         tokio::spawn(async move {
@@ -255,7 +258,80 @@ impl RouterService for RouterSvc {
                 _ = cancel.cancelled() => {}
             }
         });
+        rx
+    }
+
+    async fn driver_stream(
+        &self,
+        request: Request<Streaming<StreamRequest>>,
+        uuid: &str,
+        method: &str,
+    ) -> Result<Response<BoxResponseStream<StreamResponse>>, Status> {
+        let inst = self.session.instance(uuid)?;
+        lookup(&*inst.driver, method, MethodKind::Stream).map_err(driver_status)?;
+        tracing::debug!(driver = %inst.type_name, method = %method, "Stream");
+        // Open the driver stream before answering, so the response headers mean "connected".
+        let io = inst
+            .driver
+            .open_stream(method)
+            .await
+            .map_err(driver_status)?;
+        let rx = self.spawn_bridge(io, request.into_inner());
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    /// A resource stream: register a pipe on the driver and answer with its handle.
+    fn resource_stream(
+        &self,
+        request: Request<Streaming<StreamRequest>>,
+        uuid: &str,
+        requested: Option<String>,
+    ) -> Result<Response<BoxResponseStream<StreamResponse>>, Status> {
+        let inst = self.session.instance(uuid)?;
+        let encoding = match requested.as_deref() {
+            None => None,
+            Some(name) => Some(
+                Encoding::ALL
+                    .into_iter()
+                    .find(|e| e.as_str() == name)
+                    .ok_or_else(|| {
+                        Status::invalid_argument(format!(
+                            "unsupported content encoding '{name}' (supported: gzip, xz, bz2, zstd)"
+                        ))
+                    })?,
+            ),
+        };
+        // Declining an encoding (compression disabled) means: omit the accept key, so the
+        // client sends raw bytes, and treat this resource's data as raw whatever its handle says.
+        let accepted = encoding.filter(|_| self.session.compression_enabled());
+        let (rid, session_end) = inst.resources.create(accepted);
+        let handle = serde_json::json!({
+            "kind": "client_stream",
+            "uuid": rid.hyphenated().to_string(),
+            "x_jmp_content_encoding": requested,
+        });
+        tracing::debug!(driver = %inst.type_name, resource = %rid, encoding = ?requested, "resource stream");
+        let rx = self.spawn_bridge(Box::new(session_end), request.into_inner());
+        let mut response: Response<BoxResponseStream<StreamResponse>> =
+            Response::new(Box::pin(ReceiverStream::new(rx)));
+        let md = response.metadata_mut();
+        md.insert(
+            jumpstarter_protocol::metadata::RESOURCE,
+            handle
+                .to_string()
+                .parse()
+                .map_err(|_| Status::internal("resource handle is not valid metadata"))?,
+        );
+        if accepted.is_some() || encoding.is_none() {
+            let value = accepted.map_or("", Encoding::as_str);
+            md.insert(
+                jumpstarter_protocol::metadata::ACCEPT_ENCODING,
+                value
+                    .parse()
+                    .map_err(|_| Status::internal("encoding is not valid metadata"))?,
+            );
+        }
+        Ok(response)
     }
 }
 

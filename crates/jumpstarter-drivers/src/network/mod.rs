@@ -17,8 +17,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jumpstarter_core::client::DriverStream;
 use jumpstarter_core::{
-    Args, BoxStream, ClientError, Driver, DriverClient, DriverError, Logger, Method, Registry,
-    Value,
+    Args, BoxStream, CallContext, ClientError, Driver, DriverClient, DriverError, Logger, Method,
+    Registry, Value,
 };
 use serde::Deserialize;
 
@@ -111,7 +111,12 @@ impl Driver for IpNetwork {
         WITH_ADDRESS
     }
 
-    async fn call(&self, method: &str, _args: Args) -> Result<Value, DriverError> {
+    async fn call(
+        &self,
+        method: &str,
+        _args: Args,
+        _ctx: &CallContext,
+    ) -> Result<Value, DriverError> {
         match method {
             "address" => {
                 if !self.config.enable_address {
