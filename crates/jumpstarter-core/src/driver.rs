@@ -302,6 +302,12 @@ pub trait Driver: Send + Sync + 'static {
         BTreeMap::new()
     }
 
+    /// Method descriptions this driver adds to its report (the Shell driver describes its
+    /// configured methods). The node's `methods_description` in the config wins over these.
+    fn methods_description(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
     /// A unary method. Only called for names the method table lists as [`MethodKind::Unary`],
     /// with an argument count the table accepts. `ctx` opens resource handles.
     async fn call(

@@ -222,7 +222,11 @@ impl DriverTree {
                     parent_uuid: e.parent.map(|p| p.hyphenated().to_string()),
                     labels: labels.into_iter().collect(),
                     description: inst.description.clone().filter(|d| !d.is_empty()),
-                    methods_description: inst.methods_description.clone().into_iter().collect(),
+                    methods_description: {
+                        let mut m = inst.driver.methods_description();
+                        m.extend(inst.methods_description.clone());
+                        m.into_iter().collect()
+                    },
                 }
             })
             .collect()
