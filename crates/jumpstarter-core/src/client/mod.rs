@@ -5,6 +5,7 @@
 //! the target's subtree). Typed clients (power, network, ...) wrap a [`DriverClient`].
 
 mod error;
+mod resource;
 mod stream;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,6 +21,7 @@ use jumpstarter_protocol::value::{from_proto_owned, into_proto};
 use serde_json::Value;
 
 pub use error::{CallError, CallKind, ClientError, code_name};
+pub use resource::{Progress, ResourceStream};
 pub use stream::DriverStream;
 pub use tonic::Code;
 

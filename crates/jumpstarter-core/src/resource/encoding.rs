@@ -9,7 +9,7 @@ use std::pin::Pin;
 
 use async_compression::tokio::bufread;
 use async_compression::tokio::write;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 
 /// A supported content encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,16 +86,37 @@ pub type BoxRead = Pin<Box<dyn AsyncRead + Send>>;
 /// A boxed writer.
 pub type BoxWrite = Pin<Box<dyn AsyncWrite + Send>>;
 
-/// Wraps `inner` so that reading yields the decoded bytes.
-pub async fn decoder<R>(encoding: Encoding, inner: R) -> std::io::Result<BoxRead>
+/// Wraps `inner` so that reading yields the decoded bytes. The format is chosen on the first
+/// read (gzip vs zlib, xz vs lzma-alone, from the first bytes), so creating a decoder never
+/// waits for data. Input that ends before its first byte decodes to nothing, as upstream's
+/// decompressors do; input that ends anywhere else before its end is an error.
+pub fn decoder<R>(encoding: Encoding, inner: R) -> BoxRead
 where
     R: AsyncRead + Send + Unpin + 'static,
 {
-    let mut buffered = BufReader::with_capacity(256 * 1024, inner);
-    // Peek to tell gzip from zlib and xz from lzma-alone (the buffer is kept).
-    let head = buffered.fill_buf().await?.to_vec();
-    Ok(match encoding {
-        Encoding::Gzip if !head.is_empty() && !head.starts_with(&[0x1f, 0x8b]) => {
+    Box::pin(LazyDecoder {
+        encoding,
+        state: DecoderState::Peeking(Some(BufReader::with_capacity(256 * 1024, inner))),
+    })
+}
+
+struct LazyDecoder<R> {
+    encoding: Encoding,
+    state: DecoderState<R>,
+}
+
+enum DecoderState<R> {
+    Peeking(Option<BufReader<R>>),
+    Decoding(BoxRead),
+    Empty,
+}
+
+fn start_decoder<R>(encoding: Encoding, head: &[u8], buffered: BufReader<R>) -> BoxRead
+where
+    R: AsyncRead + Send + Unpin + 'static,
+{
+    match encoding {
+        Encoding::Gzip if !head.starts_with(&[0x1f, 0x8b]) => {
             let mut d = bufread::ZlibDecoder::new(buffered);
             d.multiple_members(true);
             Box::pin(d)
@@ -105,7 +126,7 @@ where
             d.multiple_members(true);
             Box::pin(d)
         }
-        Encoding::Xz if !head.is_empty() && Encoding::from_magic(&head) != Some(Encoding::Xz) => {
+        Encoding::Xz if Encoding::from_magic(head) != Some(Encoding::Xz) => {
             Box::pin(bufread::LzmaDecoder::new(buffered))
         }
         Encoding::Xz => {
@@ -123,7 +144,35 @@ where
             d.multiple_members(true);
             Box::pin(d)
         }
-    })
+    }
+}
+
+impl<R: AsyncRead + Send + Unpin + 'static> AsyncRead for LazyDecoder<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use tokio::io::AsyncBufRead;
+        let this = &mut *self;
+        if let DecoderState::Peeking(inner) = &mut this.state {
+            let Some(reader) = inner.as_mut() else {
+                return std::task::Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()));
+            };
+            let head = std::task::ready!(Pin::new(reader).poll_fill_buf(cx))?.to_vec();
+            let reader = inner.take().expect("present above");
+            this.state = if head.is_empty() {
+                DecoderState::Empty
+            } else {
+                DecoderState::Decoding(start_decoder(this.encoding, &head, reader))
+            };
+        }
+        match &mut this.state {
+            DecoderState::Decoding(d) => d.as_mut().poll_read(cx, buf),
+            DecoderState::Empty => std::task::Poll::Ready(Ok(())),
+            DecoderState::Peeking(_) => unreachable!("decided above"),
+        }
+    }
 }
 
 /// Wraps `inner` so that written bytes are encoded; `shutdown` writes the trailer and then
@@ -137,6 +186,69 @@ where
         Encoding::Xz => Box::pin(write::XzEncoder::new(inner)),
         Encoding::Bz2 => Box::pin(write::BzEncoder::new(inner)),
         Encoding::Zstd => Box::pin(write::ZstdEncoder::new(inner)),
+    }
+}
+
+/// An encoder that starts only when the first byte is written: shutting down a writer that
+/// never wrote ends the inner writer without emitting an empty compressed stream.
+pub struct LazyEncoder<W> {
+    encoding: Encoding,
+    state: LazyState<W>,
+}
+
+enum LazyState<W> {
+    Idle(Option<W>),
+    Encoding(Pin<Box<dyn AsyncWrite + Send>>),
+}
+
+impl<W> LazyEncoder<W> {
+    pub fn new(encoding: Encoding, inner: W) -> Self {
+        LazyEncoder {
+            encoding,
+            state: LazyState::Idle(Some(inner)),
+        }
+    }
+}
+
+impl<W: AsyncWrite + Send + Unpin + 'static> AsyncWrite for LazyEncoder<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        if let LazyState::Idle(inner) = &mut this.state {
+            let Some(inner) = inner.take() else {
+                return std::task::Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()));
+            };
+            this.state = LazyState::Encoding(encoder(this.encoding, inner));
+        }
+        match &mut this.state {
+            LazyState::Encoding(e) => e.as_mut().poll_write(cx, buf),
+            LazyState::Idle(_) => unreachable!("started above"),
+        }
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match &mut self.state {
+            LazyState::Encoding(e) => e.as_mut().poll_flush(cx),
+            LazyState::Idle(Some(inner)) => Pin::new(inner).poll_flush(cx),
+            LazyState::Idle(None) => std::task::Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match &mut self.state {
+            LazyState::Encoding(e) => e.as_mut().poll_shutdown(cx),
+            LazyState::Idle(Some(inner)) => Pin::new(inner).poll_shutdown(cx),
+            LazyState::Idle(None) => std::task::Poll::Ready(Ok(())),
+        }
     }
 }
 
@@ -156,7 +268,7 @@ mod tests {
     }
 
     async fn decode(encoding: Encoding, data: Vec<u8>) -> std::io::Result<Vec<u8>> {
-        let mut r = decoder(encoding, std::io::Cursor::new(data)).await?;
+        let mut r = decoder(encoding, std::io::Cursor::new(data));
         let mut out = Vec::new();
         r.read_to_end(&mut out).await?;
         Ok(out)

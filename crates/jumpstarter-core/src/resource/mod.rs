@@ -168,7 +168,7 @@ impl CallContext {
                         "resource {id} not found on this driver: a handle opens once, on the driver it was created for"
                     ))
                 })?;
-                Resource::from_pipe(pending.end, pending.encoding).await
+                Ok(Resource::from_pipe(pending.end, pending.encoding))
             }
             Handle::PresignedRequest {
                 headers,
@@ -204,7 +204,7 @@ impl std::fmt::Debug for Resource {
 }
 
 impl Resource {
-    async fn from_pipe(end: PipeEnd, encoding: Option<Encoding>) -> Result<Resource, DriverError> {
+    fn from_pipe(end: PipeEnd, encoding: Option<Encoding>) -> Resource {
         let (rd, wr) = tokio::io::split(end);
         let what = match encoding {
             Some(e) => format!("the {e} upload"),
@@ -213,19 +213,17 @@ impl Resource {
         let (reader, writer): (BoxRead, BoxWrite) = match encoding {
             None => (Box::pin(rd), Box::pin(wr)),
             Some(e) => (
-                encoding::decoder(e, rd)
-                    .await
-                    .map_err(|err| read_error(&what, err, true))?,
-                encoding::encoder(e, wr),
+                encoding::decoder(e, rd),
+                Box::pin(encoding::LazyEncoder::new(e, wr)),
             ),
         };
-        Ok(Resource {
+        Resource {
             reader,
             writer,
             finish: None,
             what,
             decoded: encoding.is_some(),
-        })
+        }
     }
 
     pub(crate) fn new(
@@ -257,8 +255,9 @@ impl Resource {
     }
 
     /// Copies everything readable from the resource into `dst` (an upload into a file or
-    /// device). Corrupt or truncated encoded data and a client that goes away are errors.
-    pub async fn copy_to<W>(&mut self, dst: &mut W) -> Result<u64, DriverError>
+    /// device) and closes the resource. Corrupt or truncated encoded data and a client that
+    /// goes away are errors.
+    pub async fn copy_to<W>(mut self, dst: &mut W) -> Result<u64, DriverError>
     where
         W: AsyncWrite + Unpin + ?Sized,
     {
@@ -271,6 +270,7 @@ impl Resource {
                 .await
                 .map_err(|e| read_error(&self.what, e, self.decoded))?;
             if n == 0 {
+                self.close().await?;
                 return Ok(total);
             }
             dst.write_all(&buf[..n])
@@ -400,7 +400,7 @@ mod tests {
             "{err}"
         );
         let ctx = CallContext::new(mine.clone());
-        let mut res = ctx.open_resource(&handle).await.unwrap();
+        let res = ctx.open_resource(&handle).await.unwrap();
         assert!(ctx.open_resource(&handle).await.is_err(), "second open");
         session.write_all(b"image").await.unwrap();
         session.shutdown().await.unwrap();
@@ -413,11 +413,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_read_only_use_ends_the_other_direction_cleanly() {
+        for encoding in [None, Some(Encoding::Gzip)] {
+            let res = Resources::new();
+            let (id, mut session) = res.create(encoding);
+            let handle = json!({"kind": "client_stream", "uuid": id.to_string()});
+            let r = CallContext::new(res).open_resource(&handle).await.unwrap();
+            session.shutdown().await.unwrap();
+            r.copy_to(&mut Vec::new()).await.unwrap();
+            // The client's download direction sees a clean end and no bytes at all.
+            let mut back = Vec::new();
+            session.read_to_end(&mut back).await.unwrap();
+            assert!(back.is_empty(), "{encoding:?}: {back:?}");
+        }
+    }
+
+    #[tokio::test]
     async fn an_upload_cut_short_is_an_error_not_a_short_success() {
         let res = Resources::new();
         let (id, mut session) = res.create(None);
         let handle = json!({"kind": "client_stream", "uuid": id.to_string()});
-        let mut r = CallContext::new(res).open_resource(&handle).await.unwrap();
+        let r = CallContext::new(res).open_resource(&handle).await.unwrap();
         session.write_all(b"part").await.unwrap();
         drop(session);
         let mut out = Vec::new();
@@ -447,7 +463,7 @@ mod tests {
         });
         let mut r = r.await.unwrap();
         let mut out = Vec::new();
-        r.copy_to(&mut out).await.unwrap();
+        r.read_to_end(&mut out).await.unwrap();
         assert_eq!(out, b"decoded on the exporter");
         r.copy_from(&mut &b"dump"[..]).await.unwrap();
         let back = writer.await.unwrap();
@@ -466,7 +482,7 @@ mod tests {
                 .unwrap();
             session.shutdown().await.unwrap();
         });
-        let mut r = CallContext::new(res).open_resource(&handle).await.unwrap();
+        let r = CallContext::new(res).open_resource(&handle).await.unwrap();
         let err = r.copy_to(&mut Vec::new()).await.unwrap_err();
         assert!(matches!(err, DriverError::InvalidArgument(_)), "{err}");
         feeder.await.unwrap();

@@ -1,0 +1,268 @@
+//! `j` commands for storage muxes and flashers.
+//!
+//! * StorageMux: `host`, `dut`, `off`, `write-local-file FILE` (registered here; upstream
+//!   0.9.0 loses it to a decorator bug), `read-local-file FILE`.
+//! * StorageMuxFlasher: the above plus `flash FILE` and `dump FILE`.
+//! * Flasher (both upstream labels): `flash [FILE] [-t NAME:FILE]...`, `dump FILE [--target T]`.
+//!
+//! `--compression gzip|xz|bz2|zstd` says what format the local file is in. Every transfer shows
+//! a progress bar (bytes, rate, ETA) on a terminal and nothing otherwise.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
+use jumpstarter_core::{DriverClient, Encoding};
+use jumpstarter_drivers::storage::{FlasherClient, Source, StorageMuxClient, Transfer};
+
+use super::tree::{group, help_for};
+use super::{CmdError, CmdResult};
+
+/// Which storage interface a node has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    Mux,
+    MuxFlasher,
+    Flasher,
+}
+
+fn compression_arg() -> Arg {
+    Arg::new("compression")
+        .long("compression")
+        .value_parser(["gzip", "xz", "bz2", "zstd"])
+        .ignore_case(true)
+        .help("Format of the local file")
+}
+
+fn file_arg() -> Arg {
+    Arg::new("file")
+        .value_name("FILE")
+        .required(true)
+        .value_parser(value_parser!(PathBuf))
+}
+
+pub fn command(path: &str, node: &DriverClient, flavour: Flavour) -> Command {
+    let builtin = match flavour {
+        Flavour::Mux => "Storage operations",
+        Flavour::MuxFlasher | Flavour::Flasher => "Generic flasher interface",
+    };
+    let mut cmd = group(path, node, builtin);
+    if flavour != Flavour::Mux {
+        let mut flash = Command::new("flash")
+            .about(help_for(node, "flash", "Flash an image to the DUT"))
+            .arg(
+                Arg::new("file")
+                    .value_name("FILE")
+                    .num_args(0..)
+                    .action(ArgAction::Append),
+            )
+            .arg(compression_arg());
+        let mut dump = Command::new("dump")
+            .about(help_for(node, "dump", "Dump image from DUT to file"))
+            .arg(file_arg())
+            .arg(compression_arg());
+        if flavour == Flavour::Flasher {
+            flash = flash.arg(
+                Arg::new("target")
+                    .short('t')
+                    .long("target")
+                    .value_name("NAME:FILE")
+                    .action(ArgAction::Append)
+                    .help("name:file"),
+            );
+            dump = dump.arg(Arg::new("target").long("target").value_name("TARGET"));
+        }
+        cmd = cmd.subcommand(flash).subcommand(dump);
+    }
+    if flavour != Flavour::Flasher {
+        cmd = cmd
+            .subcommand(Command::new("host").about(help_for(
+                node,
+                "host",
+                "Connect storage to host",
+            )))
+            .subcommand(Command::new("dut").about(help_for(node, "dut", "Connect storage to dut")))
+            .subcommand(Command::new("off").about(help_for(node, "off", "Disconnect storage")))
+            .subcommand(
+                Command::new("write-local-file")
+                    .about(help_for(
+                        node,
+                        "write-local-file",
+                        "Write a local file to the storage device",
+                    ))
+                    .arg(file_arg())
+                    .arg(compression_arg()),
+            )
+            .subcommand(
+                Command::new("read-local-file")
+                    .about(help_for(
+                        node,
+                        "read-local-file",
+                        "Read the storage device into a local file",
+                    ))
+                    .arg(file_arg())
+                    .arg(compression_arg()),
+            );
+    }
+    cmd
+}
+
+pub async fn run(node: &DriverClient, m: &ArgMatches, flavour: Flavour) -> CmdResult {
+    let mux = StorageMuxClient::new(node.clone());
+    let flasher = FlasherClient::new(node.clone());
+    match m.subcommand() {
+        Some(("host", _)) => mux.host().await?,
+        Some(("dut", _)) => mux.dut().await?,
+        Some(("off", _)) => mux.off().await?,
+        Some(("write-local-file", sub)) => {
+            let file = sub.get_one::<PathBuf>("file").cloned().unwrap_or_default();
+            let (opts, bar) = transfer(sub, Some(&file))?;
+            let r = mux.write(&Source::Local(file), &opts).await;
+            finish(bar, r.is_ok());
+            r?;
+        }
+        Some(("read-local-file", sub)) => {
+            let file = sub.get_one::<PathBuf>("file").cloned().unwrap_or_default();
+            let (opts, bar) = transfer(sub, None)?;
+            let r = mux.read(&file, &opts).await;
+            finish(bar, r.is_ok());
+            r?;
+        }
+        Some(("flash", sub)) => {
+            let files: Vec<String> = sub
+                .get_many::<String>("file")
+                .map(|v| v.cloned().collect())
+                .unwrap_or_default();
+            // Only plain flashers define -t (try_: the storage-mux flasher command has none).
+            let specs: Vec<String> = sub
+                .try_get_many::<String>("target")
+                .ok()
+                .flatten()
+                .map(|v| v.cloned().collect())
+                .unwrap_or_default();
+            if !specs.is_empty() {
+                for spec in &specs {
+                    let Some((name, file)) = spec.split_once(':') else {
+                        return Err(CmdError(format!(
+                            "Invalid target spec '{spec}', expected name:file"
+                        )));
+                    };
+                    let source = Source::parse(file);
+                    let (opts, bar) = transfer(sub, local_path(&source))?;
+                    let r = flasher.flash(&source, Some(name), &opts).await;
+                    finish(bar, r.is_ok());
+                    r?;
+                }
+                return Ok(0);
+            }
+            let Some(first) = files.first() else {
+                return Err(CmdError(
+                    "FILE argument is required unless --target/-t is used".into(),
+                ));
+            };
+            let source = Source::parse(first);
+            let (opts, bar) = transfer(sub, local_path(&source))?;
+            let r = match flavour {
+                Flavour::MuxFlasher => mux.flash(&source, &opts).await,
+                _ => flasher.flash(&source, None, &opts).await.map(drop),
+            };
+            finish(bar, r.is_ok());
+            r?;
+        }
+        Some(("dump", sub)) => {
+            let file = sub.get_one::<PathBuf>("file").cloned().unwrap_or_default();
+            let (opts, bar) = transfer(sub, None)?;
+            let r = match flavour {
+                Flavour::MuxFlasher => mux.dump(&file, &opts).await,
+                _ => {
+                    let target = sub
+                        .try_get_one::<String>("target")
+                        .ok()
+                        .flatten()
+                        .map(String::as_str);
+                    flasher.dump(&file, target, &opts).await.map(drop)
+                }
+            };
+            finish(bar, r.is_ok());
+            r?;
+        }
+        _ => unreachable!("clap requires a sub-command"),
+    }
+    Ok(0)
+}
+
+fn local_path(source: &Source) -> Option<&Path> {
+    match source {
+        Source::Local(p) => Some(p),
+        Source::Url(_) => None,
+    }
+}
+
+/// The transfer options of a command, and its progress bar (on a terminal only).
+fn transfer(
+    m: &ArgMatches,
+    upload: Option<&Path>,
+) -> Result<(Transfer, Option<indicatif::ProgressBar>), CmdError> {
+    let encoding = m
+        .get_one::<String>("compression")
+        .and_then(|c| Encoding::parse(c));
+    if encoding.is_none()
+        && let Some(path) = upload
+        && let Some(guess) = sniff(path)
+    {
+        eprintln!(
+            "note: {} looks like {guess} data; it is sent as is. Pass --compression {guess} to decompress it on the way.",
+            path.display()
+        );
+    }
+    let total = upload
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len());
+    let bar = progress_bar(total);
+    let progress = bar
+        .clone()
+        .map(|b| Arc::new(move |n: u64| b.inc(n)) as jumpstarter_core::client::Progress);
+    Ok((Transfer { encoding, progress }, bar))
+}
+
+/// The encoding a local file's name or first bytes suggest.
+fn sniff(path: &Path) -> Option<Encoding> {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    Encoding::from_magic(&head[..n]).or_else(|| {
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(Encoding::from_file_name)
+    })
+}
+
+fn progress_bar(total: Option<u64>) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() || std::env::var("TERM").is_ok_and(|t| t == "dumb") {
+        return None;
+    }
+    let bar = match total {
+        Some(t) if t > 0 => indicatif::ProgressBar::new(t),
+        _ => indicatif::ProgressBar::new_spinner(),
+    };
+    let style = indicatif::ProgressStyle::with_template(
+        "transfer {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} elapsed {elapsed} remaining {eta}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    Some(bar)
+}
+
+fn finish(bar: Option<indicatif::ProgressBar>, ok: bool) {
+    if let Some(b) = bar {
+        if ok {
+            b.finish();
+        } else {
+            b.abandon();
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The client side of resources: stream a local source to a driver method, or a driver
+//! method's output into a local sink.
+//!
+//! `encoding` always means "the local data is in this format". The client asks the exporter
+//! to take that encoding (`x_jmp_content_encoding`); if the exporter's answer carries the
+//! `x_jmp_accept_encoding` key at all (any value, even empty: upstream sends "" and decodes per
+//! handle anyway), the bytes cross the wire unchanged. Only when the key is absent does the
+//! client decode before uploading or encode after downloading (protocol notes §5.5).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use super::{ClientError, DriverClient, DriverStream};
+use crate::resource::{COPY_CHUNK, Encoding, encoding};
+
+/// Told how many bytes moved since the last call (of the local file's bytes).
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// A resource stream opened on a driver, and what the exporter said about it.
+#[derive(Debug)]
+pub struct ResourceStream {
+    /// The handle to pass to the driver method.
+    pub handle: Value,
+    /// `x_jmp_accept_encoding` as sent (None when the key was absent).
+    pub accept: Option<String>,
+    pub stream: DriverStream,
+}
+
+impl DriverClient {
+    /// Opens a resource stream on this driver.
+    pub async fn resource(
+        &self,
+        encoding: Option<Encoding>,
+    ) -> Result<ResourceStream, ClientError> {
+        let request = serde_json::json!({
+            "kind": "resource",
+            "uuid": self.uuid(),
+            "x_jmp_content_encoding": encoding.map(Encoding::as_str),
+        });
+        let stream = DriverStream::open(&self.rpc, request.to_string(), "resource").await?;
+        let md = stream.metadata();
+        let handle_text = md
+            .get(jumpstarter_protocol::metadata::RESOURCE)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                ClientError::shape("resource", "the exporter sent no resource handle")
+            })?;
+        let handle: Value = serde_json::from_str(handle_text)
+            .map_err(|e| ClientError::shape("resource", format!("bad resource handle: {e}")))?;
+        let accept = md
+            .get(jumpstarter_protocol::metadata::ACCEPT_ENCODING)
+            .map(|v| v.to_str().unwrap_or_default().to_owned());
+        Ok(ResourceStream {
+            handle,
+            accept,
+            stream,
+        })
+    }
+
+    /// Streams `source` to this driver while calling `method(handle, extra...)`; returns the
+    /// call's result. The call decides: if it fails, the upload is abandoned.
+    pub async fn upload<R>(
+        &self,
+        method: &str,
+        extra: Vec<Value>,
+        source: R,
+        encoding: Option<Encoding>,
+        progress: Option<Progress>,
+    ) -> Result<Value, ClientError>
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+    {
+        let res = self.resource(encoding).await?;
+        let decode_here = encoding.filter(|_| res.accept.is_none());
+        let (_rd, mut wr) = tokio::io::split(res.stream);
+        let source = Counting {
+            inner: source,
+            progress,
+        };
+        let pump = async move {
+            let mut src: Pin<Box<dyn AsyncRead + Send>> = match decode_here {
+                Some(e) => encoding::decoder(e, source),
+                None => Box::pin(source),
+            };
+            let mut buf = vec![0u8; COPY_CHUNK];
+            loop {
+                let n = src.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                wr.write_all(&buf[..n]).await?;
+            }
+            wr.shutdown().await?;
+            Ok::<_, std::io::Error>(())
+        };
+        let mut args = vec![res.handle];
+        args.extend(extra);
+        let call = self.call(method, args);
+        race(pump, call, Duration::from_secs(5)).await
+    }
+
+    /// Calls `method(handle, extra...)` while writing what the driver sends into `sink`;
+    /// returns the call's result once the data is complete in `sink` (flushed and shut down).
+    pub async fn download<W>(
+        &self,
+        method: &str,
+        extra: Vec<Value>,
+        sink: W,
+        encoding: Option<Encoding>,
+        progress: Option<Progress>,
+    ) -> Result<Value, ClientError>
+    where
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
+        let res = self.resource(encoding).await?;
+        let encode_here = encoding.filter(|_| res.accept.is_none());
+        let (mut rd, mut wr) = tokio::io::split(res.stream);
+        // Nothing to upload: end our direction at once (as upstream's client does).
+        wr.shutdown().await?;
+        let pump = async move {
+            let mut sink: Pin<Box<dyn AsyncWrite + Send>> = match encode_here {
+                Some(e) => encoding::encoder(e, sink),
+                None => Box::pin(sink),
+            };
+            let mut buf = vec![0u8; COPY_CHUNK];
+            loop {
+                let n = rd.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                sink.write_all(&buf[..n]).await?;
+                if let Some(p) = &progress {
+                    p(n as u64);
+                }
+            }
+            sink.shutdown().await?;
+            drop(wr);
+            Ok::<_, std::io::Error>(())
+        };
+        let mut args = vec![res.handle];
+        args.extend(extra);
+        let call = self.call(method, args);
+        // A download is complete only when the sink has everything: no grace period.
+        race(pump, call, Duration::MAX).await
+    }
+}
+
+/// Runs a transfer next to the call that consumes or produces it. A failing call wins; a
+/// failing transfer wins; after a successful call, the transfer gets `grace` to finish
+/// (`Duration::MAX`: it must finish).
+async fn race<P, C>(pump: P, call: C, grace: Duration) -> Result<Value, ClientError>
+where
+    P: Future<Output = std::io::Result<()>>,
+    C: Future<Output = Result<Value, ClientError>>,
+{
+    tokio::pin!(pump, call);
+    let mut pumped: Option<std::io::Result<()>> = None;
+    loop {
+        tokio::select! {
+            r = &mut pump, if pumped.is_none() => {
+                if let Err(e) = r {
+                    // The call may explain better (e.g. the driver rejected the data).
+                    return match tokio::time::timeout(Duration::from_secs(5), &mut call).await {
+                        Ok(Err(call_err)) => Err(call_err),
+                        _ => Err(ClientError::Io(e)),
+                    };
+                }
+                pumped = Some(Ok(()));
+            }
+            r = &mut call => {
+                let value = r?;
+                if pumped.is_none() {
+                    let finished = if grace == Duration::MAX {
+                        Some(pump.await)
+                    } else {
+                        tokio::time::timeout(grace, pump).await.ok()
+                    };
+                    match finished {
+                        Some(Err(e)) => return Err(ClientError::Io(e)),
+                        Some(Ok(())) => {}
+                        None => tracing::debug!("the driver finished before taking all of the upload"),
+                    }
+                }
+                return Ok(value);
+            }
+        }
+    }
+}
+
+/// Counts bytes read through it.
+struct Counting<R> {
+    inner: R,
+    progress: Option<Progress>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0
+            && let Some(p) = &self.progress
+        {
+            p(n as u64);
+        }
+        r
+    }
+}

@@ -1,0 +1,597 @@
+//! Storage: the storage-mux and flasher interfaces, their mock drivers, and their clients.
+//!
+//! Wire surface (drivers notes §2.4):
+//! * StorageMux (`...StorageMuxClient`): `host`, `dut`, `off`, `write(src handle)`,
+//!   `read(dst handle)`.
+//! * StorageMuxFlasher (`...StorageMuxFlasherClient`): the same methods; its client flashes as
+//!   `host` → `write` → `dut` (dut even when the write fails).
+//! * Flasher (`jumpstarter_driver_opendal.client.FlasherClient` and the core
+//!   `jumpstarter.client.flasher.FlasherClient`): `flash(src handle, target|null)`,
+//!   `dump(dst handle, target|null)`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jumpstarter_core::client::Progress;
+use jumpstarter_core::{
+    Args, CallContext, ClientError, Driver, DriverClient, DriverError, Encoding, Logger, Method,
+    Param, Registry, Value,
+};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+pub const STORAGE_MUX_CLIENT: &str = "jumpstarter_driver_opendal.client.StorageMuxClient";
+pub const STORAGE_MUX_FLASHER_CLIENT: &str =
+    "jumpstarter_driver_opendal.client.StorageMuxFlasherClient";
+pub const FLASHER_CLIENT: &str = "jumpstarter_driver_opendal.client.FlasherClient";
+/// The core flasher interface's client (QEMU, Cuttlefish); same wire contract.
+pub const CORE_FLASHER_CLIENT: &str = "jumpstarter.client.flasher.FlasherClient";
+
+pub const MOCK_STORAGE_MUX: &str = "jumpstarter_driver_opendal.driver.MockStorageMux";
+pub const MOCK_STORAGE_MUX_FLASHER: &str =
+    "jumpstarter_driver_opendal.driver.MockStorageMuxFlasher";
+pub const MOCK_FLASHER: &str = "jumpstarter_driver_opendal.driver.MockFlasher";
+
+const MUX_METHODS: &[Method] = &[
+    Method::unary("host").help("Connect storage to host"),
+    Method::unary("dut").help("Connect storage to dut"),
+    Method::unary("off").help("Disconnect storage"),
+    Method::unary("write")
+        .params(&[Param::required("src")])
+        .help("Write an image to the storage"),
+    Method::unary("read")
+        .params(&[Param::required("dst")])
+        .help("Read the storage"),
+];
+
+const FLASHER_METHODS: &[Method] = &[
+    Method::unary("flash")
+        .params(&[Param::required("source"), Param::optional("partition")])
+        .help("Flash an image"),
+    Method::unary("dump")
+        .params(&[Param::required("target"), Param::optional("partition")])
+        .help("Dump an image"),
+];
+
+/// Where a mock storage mux's medium is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MuxState {
+    Off,
+    Host,
+    Dut,
+}
+
+/// `MockStorageMux` / `MockStorageMuxFlasher`: the medium is a temporary file.
+pub struct MockStorageMux {
+    client: &'static str,
+    file: tempfile::NamedTempFile,
+    state: std::sync::Mutex<MuxState>,
+    logger: Logger,
+}
+
+impl MockStorageMux {
+    pub fn new(client: &'static str, logger: Logger) -> std::io::Result<MockStorageMux> {
+        Ok(MockStorageMux {
+            client,
+            file: tempfile::Builder::new()
+                .prefix("jumpstarter-mux-")
+                .tempfile()?,
+            state: std::sync::Mutex::new(MuxState::Off),
+            logger,
+        })
+    }
+
+    /// The file standing in for the storage medium.
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    pub fn state(&self) -> MuxState {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, s: MuxState) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = s;
+        self.logger.debug(format!("storage connected to {s:?}"));
+    }
+}
+
+/// Writes everything from a resource into a file, replacing its content.
+async fn resource_into_file(
+    ctx: &CallContext,
+    handle: &Value,
+    path: &Path,
+) -> Result<u64, DriverError> {
+    let src = ctx.open_resource(handle).await?;
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| DriverError::io(format!("cannot open {}", path.display()), e))?;
+    file.set_max_buf_size(4 << 20);
+    let n = src.copy_to(&mut file).await?;
+    file.flush()
+        .await
+        .map_err(|e| DriverError::io("cannot write to the target", e))?;
+    Ok(n)
+}
+
+/// Sends a file's content into a resource.
+async fn file_into_resource(
+    ctx: &CallContext,
+    handle: &Value,
+    path: &Path,
+) -> Result<u64, DriverError> {
+    let dst = ctx.open_resource(handle).await?;
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| DriverError::io(format!("cannot open {}", path.display()), e))?;
+    file.set_max_buf_size(4 << 20);
+    dst.copy_from(&mut file).await
+}
+
+#[async_trait]
+impl Driver for MockStorageMux {
+    fn client(&self) -> &str {
+        self.client
+    }
+
+    fn methods(&self) -> &[Method] {
+        MUX_METHODS
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        args: Args,
+        ctx: &CallContext,
+    ) -> Result<Value, DriverError> {
+        match method {
+            "host" => self.set(MuxState::Host),
+            "dut" => self.set(MuxState::Dut),
+            "off" => self.set(MuxState::Off),
+            "write" => {
+                let n = resource_into_file(ctx, args.raw(0).unwrap_or(&Value::Null), self.path())
+                    .await?;
+                self.logger.debug(format!("wrote {n} bytes"));
+            }
+            "read" => {
+                file_into_resource(ctx, args.raw(0).unwrap_or(&Value::Null), self.path()).await?;
+            }
+            other => return Err(DriverError::method_not_found(other)),
+        }
+        Ok(Value::Null)
+    }
+}
+
+/// `MockFlasher`: each target is a file `<tempdir>/<target or "default">`.
+pub struct MockFlasher {
+    dir: tempfile::TempDir,
+    logger: Logger,
+}
+
+impl MockFlasher {
+    pub fn new(logger: Logger) -> std::io::Result<MockFlasher> {
+        Ok(MockFlasher {
+            dir: tempfile::Builder::new()
+                .prefix("jumpstarter-flasher-")
+                .tempdir()?,
+            logger,
+        })
+    }
+
+    /// The file holding a target's image.
+    pub fn target_path(&self, target: Option<&str>) -> Result<PathBuf, DriverError> {
+        let name = target.unwrap_or("default");
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
+            return Err(DriverError::invalid(format!(
+                "invalid target name '{name}'"
+            )));
+        }
+        Ok(self.dir.path().join(name))
+    }
+}
+
+#[async_trait]
+impl Driver for MockFlasher {
+    fn client(&self) -> &str {
+        FLASHER_CLIENT
+    }
+
+    fn methods(&self) -> &[Method] {
+        FLASHER_METHODS
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        args: Args,
+        ctx: &CallContext,
+    ) -> Result<Value, DriverError> {
+        let target: Option<String> = args.get_or(1, "partition", None)?;
+        let path = self.target_path(target.as_deref())?;
+        let handle = args.raw(0).unwrap_or(&Value::Null);
+        match method {
+            "flash" => {
+                let n = resource_into_file(ctx, handle, &path).await?;
+                self.logger
+                    .debug(format!("flashed {n} bytes to {}", path.display()));
+            }
+            "dump" => {
+                if !path.exists() {
+                    return Err(DriverError::Other(format!(
+                        "nothing was flashed to target '{}'",
+                        target.as_deref().unwrap_or("default")
+                    )));
+                }
+                file_into_resource(ctx, handle, &path).await?;
+            }
+            other => return Err(DriverError::method_not_found(other)),
+        }
+        Ok(Value::Null)
+    }
+}
+
+pub fn register(r: &mut Registry) {
+    for (type_name, client) in [
+        (MOCK_STORAGE_MUX, STORAGE_MUX_CLIENT),
+        (MOCK_STORAGE_MUX_FLASHER, STORAGE_MUX_FLASHER_CLIENT),
+    ] {
+        r.register(type_name, move |ctx| {
+            crate::config::ignore_unknown(ctx, &[]);
+            let mux = MockStorageMux::new(client, ctx.logger.clone()).map_err(|e| {
+                ctx.config
+                    .error(None, format!("cannot create the mock medium: {e}"))
+            })?;
+            Ok(Arc::new(mux) as Arc<dyn Driver>)
+        });
+    }
+    r.register(MOCK_FLASHER, |ctx| {
+        crate::config::ignore_unknown(ctx, &[]);
+        let f = MockFlasher::new(ctx.logger.clone()).map_err(|e| {
+            ctx.config
+                .error(None, format!("cannot create the mock flasher: {e}"))
+        })?;
+        Ok(Arc::new(f) as Arc<dyn Driver>)
+    });
+}
+
+/// What to flash: a local file, or an `http(s)://` URL the exporter fetches itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Local(PathBuf),
+    Url(String),
+}
+
+impl Source {
+    pub fn parse(s: &str) -> Source {
+        if s.starts_with("http://") || s.starts_with("https://") {
+            Source::Url(s.to_owned())
+        } else {
+            Source::Local(PathBuf::from(s))
+        }
+    }
+}
+
+/// Options of a transfer.
+#[derive(Clone, Default)]
+pub struct Transfer {
+    /// The format the local file is in (decoded on the way in, encoded on the way out).
+    pub encoding: Option<Encoding>,
+    pub progress: Option<Progress>,
+}
+
+async fn send_source(
+    driver: &DriverClient,
+    method: &str,
+    extra: Vec<Value>,
+    source: &Source,
+    opts: &Transfer,
+) -> Result<Value, ClientError> {
+    match source {
+        Source::Url(url) => {
+            if opts.encoding.is_some() {
+                return Err(ClientError::Io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "compression is not supported with direct HTTP URLs",
+                )));
+            }
+            let mut args = vec![
+                json!({"kind": "presigned_request", "headers": {}, "url": url, "method": "GET"}),
+            ];
+            args.extend(extra);
+            driver.call(method, args).await
+        }
+        Source::Local(path) => {
+            let file = tokio::fs::File::open(path).await.map_err(|e| {
+                ClientError::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", path.display()),
+                ))
+            })?;
+            driver
+                .upload(method, extra, file, opts.encoding, opts.progress.clone())
+                .await
+        }
+    }
+}
+
+/// Receives into `path` atomically: a temporary file next to it, renamed on success.
+async fn receive_into(
+    driver: &DriverClient,
+    method: &str,
+    extra: Vec<Value>,
+    path: &Path,
+    opts: &Transfer,
+) -> Result<Value, ClientError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".jumpstarter-dump-")
+        .tempfile_in(&dir)
+        .map_err(|e| {
+            ClientError::Io(std::io::Error::new(
+                e.kind(),
+                format!("{}: {e}", dir.display()),
+            ))
+        })?;
+    let (file, tmp_path) = tmp.into_parts();
+    let file = tokio::fs::File::from_std(file);
+    let result = driver
+        .download(method, extra, file, opts.encoding, opts.progress.clone())
+        .await;
+    match result {
+        Ok(v) => {
+            tmp_path.persist(path).map_err(|e| {
+                ClientError::Io(std::io::Error::new(
+                    e.error.kind(),
+                    format!("{}: {}", path.display(), e.error),
+                ))
+            })?;
+            Ok(v)
+        }
+        // Dropping tmp_path removes the partial file.
+        Err(e) => Err(e),
+    }
+}
+
+/// The client of storage muxes.
+#[derive(Debug, Clone)]
+pub struct StorageMuxClient {
+    pub driver: DriverClient,
+}
+
+impl StorageMuxClient {
+    pub fn new(driver: DriverClient) -> Self {
+        StorageMuxClient { driver }
+    }
+    pub async fn host(&self) -> Result<(), ClientError> {
+        self.driver.call("host", vec![]).await.map(drop)
+    }
+    pub async fn dut(&self) -> Result<(), ClientError> {
+        self.driver.call("dut", vec![]).await.map(drop)
+    }
+    pub async fn off(&self) -> Result<(), ClientError> {
+        self.driver.call("off", vec![]).await.map(drop)
+    }
+    /// Writes a local file (or URL) to the medium (upstream's `write_local_file`).
+    pub async fn write(&self, source: &Source, opts: &Transfer) -> Result<(), ClientError> {
+        send_source(&self.driver, "write", vec![], source, opts)
+            .await
+            .map(drop)
+    }
+    /// Reads the medium into a local file.
+    pub async fn read(&self, path: &Path, opts: &Transfer) -> Result<(), ClientError> {
+        receive_into(&self.driver, "read", vec![], path, opts)
+            .await
+            .map(drop)
+    }
+    /// host → write → dut; dut also when the write fails.
+    pub async fn flash(&self, source: &Source, opts: &Transfer) -> Result<(), ClientError> {
+        self.host().await?;
+        let written = self.write(source, opts).await;
+        let dut = self.dut().await;
+        written?;
+        dut
+    }
+    /// host → read → dut.
+    pub async fn dump(&self, path: &Path, opts: &Transfer) -> Result<(), ClientError> {
+        self.host().await?;
+        let read = self.read(path, opts).await;
+        let dut = self.dut().await;
+        read?;
+        dut
+    }
+}
+
+/// The client of flashers (both upstream flasher client labels).
+#[derive(Debug, Clone)]
+pub struct FlasherClient {
+    pub driver: DriverClient,
+}
+
+impl FlasherClient {
+    pub fn new(driver: DriverClient) -> Self {
+        FlasherClient { driver }
+    }
+    pub async fn flash(
+        &self,
+        source: &Source,
+        target: Option<&str>,
+        opts: &Transfer,
+    ) -> Result<Value, ClientError> {
+        send_source(&self.driver, "flash", vec![json!(target)], source, opts).await
+    }
+    pub async fn dump(
+        &self,
+        path: &Path,
+        target: Option<&str>,
+        opts: &Transfer,
+    ) -> Result<Value, ClientError> {
+        receive_into(&self.driver, "dump", vec![json!(target)], path, opts).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jumpstarter_core::testing::serve;
+    use jumpstarter_core::{DriverTree, Instance};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    fn data(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn storage_mux_flash_and_dump_with_every_encoding() {
+        let mux = Arc::new(
+            MockStorageMux::new(STORAGE_MUX_FLASHER_CLIENT, Logger::detached("m")).unwrap(),
+        );
+        let tree = DriverTree::composite(vec![(
+            "storage",
+            Instance::new(mux.clone(), MOCK_STORAGE_MUX_FLASHER),
+        )]);
+        let served = serve(tree).await.unwrap();
+        let client = StorageMuxClient::new(served.client.get("storage").unwrap().clone());
+        let dir = tempfile::tempdir().unwrap();
+        let image = data(1_000_000);
+        let raw = dir.path().join("image.raw");
+        std::fs::write(&raw, &image).unwrap();
+
+        let moved = Arc::new(AtomicU64::new(0));
+        let m = moved.clone();
+        let opts = Transfer {
+            encoding: None,
+            progress: Some(Arc::new(move |n| {
+                m.fetch_add(n, Ordering::SeqCst);
+            })),
+        };
+        client
+            .flash(&Source::Local(raw.clone()), &opts)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(mux.path()).unwrap(), image);
+        assert_eq!(moved.load(Ordering::SeqCst), image.len() as u64);
+        assert_eq!(mux.state(), MuxState::Dut);
+
+        for e in Encoding::ALL {
+            // The local file is compressed; the exporter decodes it.
+            let compressed = dir.path().join(format!("image.{e}"));
+            let mut enc = Vec::new();
+            {
+                let mut w = jumpstarter_core::resource::encoding::encoder(e, &mut enc);
+                w.write_all(&image).await.unwrap();
+                w.shutdown().await.unwrap();
+            }
+            std::fs::write(&compressed, &enc).unwrap();
+            std::fs::write(mux.path(), b"").unwrap();
+            let opts = Transfer {
+                encoding: Some(e),
+                progress: None,
+            };
+            client
+                .flash(&Source::Local(compressed), &opts)
+                .await
+                .unwrap();
+            assert_eq!(std::fs::read(mux.path()).unwrap(), image, "{e}");
+            // A dump with an encoding produces a compressed local file.
+            let out = dir.path().join(format!("dump.{e}"));
+            client.dump(&out, &opts).await.unwrap();
+            let dumped = std::fs::read(&out).unwrap();
+            assert_eq!(Encoding::from_magic(&dumped), Some(e));
+            let mut plain = Vec::new();
+            let mut d =
+                jumpstarter_core::resource::encoding::decoder(e, std::io::Cursor::new(dumped));
+            tokio::io::AsyncReadExt::read_to_end(&mut d, &mut plain)
+                .await
+                .unwrap();
+            assert_eq!(plain, image, "{e}");
+        }
+        served.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn corrupt_uploads_fail_and_still_reconnect_the_dut() {
+        let mux = Arc::new(
+            MockStorageMux::new(STORAGE_MUX_FLASHER_CLIENT, Logger::detached("m")).unwrap(),
+        );
+        let tree = DriverTree::composite(vec![(
+            "storage",
+            Instance::new(mux.clone(), MOCK_STORAGE_MUX_FLASHER),
+        )]);
+        let served = serve(tree).await.unwrap();
+        let client = StorageMuxClient::new(served.client.get("storage").unwrap().clone());
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.xz");
+        std::fs::write(&bad, b"\xfd7zXZ\x00 this is not xz").unwrap();
+        let opts = Transfer {
+            encoding: Some(Encoding::Xz),
+            progress: None,
+        };
+        let err = client.flash(&Source::Local(bad), &opts).await.unwrap_err();
+        assert!(err.as_call().unwrap().is_invalid_argument(), "{err}");
+        assert_eq!(mux.state(), MuxState::Dut);
+        // A missing local file is a clear local error.
+        let err = client
+            .flash(
+                &Source::Local(dir.path().join("missing")),
+                &Transfer::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("missing"), "{err}");
+        client.host().await.unwrap();
+        served.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn mock_flasher_targets() {
+        let f = Arc::new(MockFlasher::new(Logger::detached("f")).unwrap());
+        let tree = DriverTree::composite(vec![("flasher", Instance::new(f.clone(), MOCK_FLASHER))]);
+        let served = serve(tree).await.unwrap();
+        let client = FlasherClient::new(served.client.get("flasher").unwrap().clone());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("boot.img"), b"boot").unwrap();
+        std::fs::write(dir.path().join("root.img"), b"rootfs").unwrap();
+        let t = Transfer::default();
+        client
+            .flash(
+                &Source::Local(dir.path().join("boot.img")),
+                Some("boot"),
+                &t,
+            )
+            .await
+            .unwrap();
+        client
+            .flash(&Source::Local(dir.path().join("root.img")), None, &t)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(f.target_path(Some("boot")).unwrap()).unwrap(),
+            b"boot"
+        );
+        assert_eq!(
+            std::fs::read(f.target_path(None).unwrap()).unwrap(),
+            b"rootfs"
+        );
+        let out = dir.path().join("out.img");
+        client.dump(&out, Some("boot"), &t).await.unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"boot");
+        // Dumping a target never flashed fails and leaves no partial file.
+        let missing = dir.path().join("none.img");
+        assert!(client.dump(&missing, Some("none"), &t).await.is_err());
+        assert!(!missing.exists());
+        let err = client
+            .flash(
+                &Source::Local(dir.path().join("boot.img")),
+                Some("../x"),
+                &t,
+            )
+            .await
+            .unwrap_err();
+        assert!(err.as_call().unwrap().is_invalid_argument(), "{err}");
+        served.shutdown().await;
+    }
+}
