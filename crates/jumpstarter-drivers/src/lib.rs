@@ -7,6 +7,7 @@
 pub mod config;
 pub mod network;
 pub mod power;
+pub mod shell;
 
 use std::sync::Arc;
 
@@ -23,5 +24,6 @@ pub fn builtin() -> Registry {
     });
     power::register(&mut r);
     network::register(&mut r);
+    shell::register(&mut r);
     r
 }
