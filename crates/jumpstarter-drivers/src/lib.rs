@@ -5,6 +5,7 @@
 //! client class label (`jumpstarter.dev/client`).
 
 pub mod config;
+pub mod http_power;
 pub mod network;
 pub mod power;
 pub mod shell;
@@ -23,6 +24,7 @@ pub fn builtin() -> Registry {
         Ok(Arc::new(Composite) as Arc<dyn Driver>)
     });
     power::register(&mut r);
+    http_power::register(&mut r);
     network::register(&mut r);
     shell::register(&mut r);
     r
