@@ -252,13 +252,8 @@ pub async fn run(
             .cloned()
             .collect(),
     };
-    let parsed = match parse_method_args(&raw) {
-        Ok(p) => p,
-        Err(msg) => {
-            eprint!("{}", usage_error(&command_path, &msg));
-            return Ok(1);
-        }
-    };
+    // Parse errors are printed without the usage lines, as upstream `j` prints them.
+    let parsed = parse_method_args(&raw).map_err(CmdError)?;
     if parsed.help {
         print!("{}", help_text(&command_path, &method_help(node, method)));
         return Ok(0);
