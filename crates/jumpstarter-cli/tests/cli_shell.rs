@@ -28,6 +28,7 @@ export:
         both: 'echo out; echo err >&2; echo out2'
         wait: 'echo first; while [ ! -e "$1" ]; do sleep 0.05; done; echo second'
         die: 'kill -KILL $$'
+        hang: 'sleep 300 & echo $! > "$1.tmp"; echo $$ >> "$1.tmp"; mv "$1.tmp" "$1"; wait'
         slow:
           command: 'echo started; sleep 300'
           timeout: 1
@@ -346,4 +347,53 @@ fn config_errors_name_file_line_and_column() {
             && err.contains("unknown field `comand`"),
         "{err}"
     );
+}
+
+/// Whether a process exists and is not a zombie (orphans may stay zombies if init does not
+/// reap them).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after = &stat[stat.rfind(')')? + 1..];
+            after
+                .split_whitespace()
+                .next()
+                .map(|s| s != "Z" && s != "X")
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn killing_j_stops_the_script_and_its_children() {
+    let s = Session::start(CONFIG);
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let mut cmd = s.j_cmd(&["sh", "hang", &pids.display().to_string()]);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + T;
+    while !std::fs::read_to_string(&pids).is_ok_and(|t| t.lines().count() == 2) {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the script did not start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let group: Vec<i32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert!(group.iter().all(|&p| running(p)));
+    // As an OOM kill (or a terminal closing) would: j goes away without a word.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + T;
+    while group.iter().any(|&p| running(p)) {
+        assert!(Instant::now() < deadline, "{group:?} outlived the client");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
