@@ -26,9 +26,12 @@ export:
     type: jumpstarter_driver_network.driver.EchoNetwork
 ";
 
+/// Runs `jmp shell --exporter-config CONFIG -- ARGS` in the config's directory (a temp dir:
+/// commands that write files never write into the source tree).
 fn shell(config: &Path, args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(jmp());
     clean(&mut cmd)
+        .current_dir(config.parent().expect("config in a directory"))
         .env("PATH", path_with_ours())
         .arg("shell")
         .arg("--exporter-config")

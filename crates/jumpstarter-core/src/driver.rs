@@ -303,7 +303,7 @@ pub trait Driver: Send + Sync + 'static {
     }
 
     /// Method descriptions this driver adds to its report (the Shell driver describes its
-    /// configured methods). The node's `methods_description` in the config wins over these.
+    /// configured methods). As upstream, these win over the node's `methods_description`.
     fn methods_description(&self) -> BTreeMap<String, String> {
         BTreeMap::new()
     }

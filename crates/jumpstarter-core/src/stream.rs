@@ -42,7 +42,12 @@ where
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
-        let n = io.read_buf(&mut buf).await?;
+        // Stop as soon as the receiver is gone: a stream whose client left must not go on
+        // reading (and so swallowing) what the device sends next.
+        let n = tokio::select! {
+            r = io.read_buf(&mut buf) => r?,
+            _ = tx.closed() => return Ok(false),
+        };
         if n == 0 {
             break;
         }

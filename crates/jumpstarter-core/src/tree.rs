@@ -223,8 +223,9 @@ impl DriverTree {
                     labels: labels.into_iter().collect(),
                     description: inst.description.clone().filter(|d| !d.is_empty()),
                     methods_description: {
-                        let mut m = inst.driver.methods_description();
-                        m.extend(inst.methods_description.clone());
+                        // As upstream: what the driver describes itself wins over the config.
+                        let mut m = inst.methods_description.clone();
+                        m.extend(inst.driver.methods_description());
                         m.into_iter().collect()
                     },
                 }

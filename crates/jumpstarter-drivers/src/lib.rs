@@ -5,8 +5,11 @@
 //! client class label (`jumpstarter.dev/client`).
 
 pub mod config;
+pub mod http_power;
 pub mod network;
+pub mod opendal;
 pub mod power;
+pub mod shell;
 pub mod storage;
 
 use std::sync::Arc;
@@ -23,7 +26,10 @@ pub fn builtin() -> Registry {
         Ok(Arc::new(Composite) as Arc<dyn Driver>)
     });
     power::register(&mut r);
+    http_power::register(&mut r);
     network::register(&mut r);
     storage::register(&mut r);
+    opendal::register(&mut r);
+    shell::register(&mut r);
     r
 }

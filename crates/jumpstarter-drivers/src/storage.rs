@@ -280,6 +280,7 @@ pub struct Transfer {
     pub progress: Option<Progress>,
 }
 
+/// Sends a source to `method(handle, extra...)`.
 async fn send_source(
     driver: &DriverClient,
     method: &str,
@@ -308,8 +309,9 @@ async fn send_source(
                     format!("{}: {e}", path.display()),
                 ))
             })?;
+            let args = move |h| std::iter::once(h).chain(extra).collect();
             driver
-                .upload(method, extra, file, opts.encoding, opts.progress.clone())
+                .upload(method, args, file, opts.encoding, opts.progress.clone())
                 .await
         }
     }
@@ -338,8 +340,9 @@ async fn receive_into(
         })?;
     let (file, tmp_path) = tmp.into_parts();
     let file = tokio::fs::File::from_std(file);
+    let args = move |h| std::iter::once(h).chain(extra).collect();
     let result = driver
-        .download(method, extra, file, opts.encoding, opts.progress.clone())
+        .download(method, args, file, opts.encoding, opts.progress.clone())
         .await;
     match result {
         Ok(v) => {

@@ -2,7 +2,7 @@
 //!
 //! `j` connects to `JUMPSTARTER_HOST`, reads the driver tree from `GetReport` and builds its
 //! command tree from it: one group per export key, with the commands of the node's client
-//! class (power, network, ...), and generic `call`/`stream-call`/`connect`/`methods` commands
+//! class (power, network, shell, ...), and generic `call`/`stream-call`/`connect`/`methods` commands
 //! for client classes it has no native commands for.
 //!
 //! Conventions (upstream's): `--help` exits 0; usage errors and driver errors exit 1; a group
@@ -12,6 +12,7 @@ mod allow;
 mod generic;
 mod network;
 mod power;
+mod shell;
 mod storage;
 mod tree;
 mod usage;

@@ -9,13 +9,15 @@ use jumpstarter_core::tree::COMPOSITE_CLIENT;
 use jumpstarter_core::{Client, DriverClient};
 use jumpstarter_drivers::network::NETWORK_CLIENT;
 use jumpstarter_drivers::power::{POWER_CLIENT, VIRTUAL_POWER_CLIENT};
+use jumpstarter_drivers::shell::SHELL_CLIENT;
 use jumpstarter_drivers::storage::{
     CORE_FLASHER_CLIENT, FLASHER_CLIENT, STORAGE_MUX_CLIENT, STORAGE_MUX_FLASHER_CLIENT,
 };
 
 use super::allow::Allow;
+use super::shell::ShellMethods;
 use super::storage::Flavour;
-use super::{CmdError, CmdResult, generic, network, power, storage, usage};
+use super::{CmdError, CmdResult, generic, network, power, shell, storage, usage};
 
 const LEVELS: [&str; 5] = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
 
@@ -27,6 +29,7 @@ pub enum Kind {
     },
     Network,
     Storage(Flavour),
+    Shell,
     /// A client class without native commands: generic calls by method name.
     Generic,
     /// Not allowed by `JMP_DRIVERS_ALLOW`: listed, with the reason.
@@ -52,6 +55,7 @@ pub fn kind(node: &DriverClient, allow: &Allow) -> Kind {
         STORAGE_MUX_CLIENT => Kind::Storage(Flavour::Mux),
         STORAGE_MUX_FLASHER_CLIENT => Kind::Storage(Flavour::MuxFlasher),
         FLASHER_CLIENT | CORE_FLASHER_CLIENT => Kind::Storage(Flavour::Flasher),
+        SHELL_CLIENT => Kind::Shell,
         _ => Kind::Generic,
     }
 }
@@ -90,12 +94,13 @@ fn log_level_arg() -> Arg {
         .help("Set the log level")
 }
 
-fn command_for(path: &str, node: &DriverClient, allow: &Allow) -> Command {
+fn command_for(path: &str, node: &DriverClient, allow: &Allow, shells: &ShellMethods) -> Command {
     match kind(node, allow) {
-        Kind::Composite => composite(path, node, allow),
+        Kind::Composite => composite(path, node, allow, shells),
         Kind::Power { virtual_power } => power::command(path, node, virtual_power),
         Kind::Network => network::command(path, node),
         Kind::Storage(flavour) => storage::command(path, node, flavour),
+        Kind::Shell => shell::command(path, node, shells),
         Kind::Generic => generic::command(path, node),
         Kind::Denied(reason) => Command::new(node.name().to_owned())
             .about(reason)
@@ -103,13 +108,14 @@ fn command_for(path: &str, node: &DriverClient, allow: &Allow) -> Command {
     }
 }
 
-fn composite(path: &str, node: &DriverClient, allow: &Allow) -> Command {
+fn composite(path: &str, node: &DriverClient, allow: &Allow, shells: &ShellMethods) -> Command {
     let mut cmd = group(path, node, "Generic composite device").arg(log_level_arg());
     for child in node.children() {
         cmd = cmd.subcommand(command_for(
             &format!("{path} {}", child.name()),
             child,
             allow,
+            shells,
         ));
     }
     cmd
@@ -118,7 +124,12 @@ fn composite(path: &str, node: &DriverClient, allow: &Allow) -> Command {
 /// Parses `args` against the tree and runs the chosen command.
 pub async fn run(client: &Client, allow: &Allow, args: Vec<OsString>) -> i32 {
     let root = client.root();
-    let cmd = composite("j", root, allow);
+    let shells = shell::prefetch(root, allow).await;
+    let cmd = composite("j", root, allow, &shells);
+    let raw: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let argv = std::iter::once(OsString::from("j")).chain(args);
     let matches = match cmd.try_get_matches_from(argv) {
         Ok(m) => m,
@@ -132,7 +143,12 @@ pub async fn run(client: &Client, allow: &Allow, args: Vec<OsString>) -> i32 {
             return r.code;
         }
     };
-    match dispatch(root.clone(), matches, allow.clone()).await {
+    let ctx = Ctx {
+        allow: allow.clone(),
+        shells,
+        argv: raw,
+    };
+    match dispatch(root.clone(), matches, &ctx, Vec::new()).await {
         Ok(code) => code,
         Err(CmdError(msg)) => {
             eprintln!("Error: {msg}");
@@ -141,11 +157,20 @@ pub async fn run(client: &Client, allow: &Allow, args: Vec<OsString>) -> i32 {
     }
 }
 
-type BoxFut = Pin<Box<dyn Future<Output = CmdResult>>>;
+/// What dispatching needs besides the node: the allow-list, the Shell nodes' method lists,
+/// and the raw arguments (Shell method commands parse their own options, as click does).
+struct Ctx {
+    allow: Allow,
+    shells: ShellMethods,
+    argv: Vec<String>,
+}
 
-fn dispatch(node: DriverClient, m: ArgMatches, allow: Allow) -> BoxFut {
+type BoxFut<'a> = Pin<Box<dyn Future<Output = CmdResult> + 'a>>;
+
+/// `names` are the export keys from the root to `node` (`["group", "psu2"]`).
+fn dispatch(node: DriverClient, m: ArgMatches, ctx: &Ctx, mut names: Vec<String>) -> BoxFut<'_> {
     Box::pin(async move {
-        match kind(&node, &allow) {
+        match kind(&node, &ctx.allow) {
             Kind::Composite => {
                 let Some((name, sub)) = m.subcommand() else {
                     return Err(CmdError("missing command".into()));
@@ -154,11 +179,13 @@ fn dispatch(node: DriverClient, m: ArgMatches, allow: Allow) -> BoxFut {
                     .child(name)
                     .cloned()
                     .ok_or_else(|| CmdError(format!("No such command '{name}'.")))?;
-                dispatch(child, sub.clone(), allow).await
+                names.push(name.to_owned());
+                dispatch(child, sub.clone(), ctx, names).await
             }
             Kind::Power { virtual_power } => power::run(&node, &m, virtual_power).await,
             Kind::Network => network::run(&node, &m).await,
             Kind::Storage(flavour) => storage::run(&node, &m, flavour).await,
+            Kind::Shell => shell::run(&node, &m, &names, &ctx.shells, &ctx.argv).await,
             Kind::Generic => generic::run(&node, &m).await,
             Kind::Denied(reason) => Err(CmdError(format!("{}: {reason}", node.name()))),
         }

@@ -63,12 +63,12 @@ impl DriverClient {
         })
     }
 
-    /// Streams `source` to this driver while calling `method(handle, extra...)`; returns the
+    /// Streams `source` to this driver while calling `method(args(handle))`; returns the
     /// call's result. The call decides: if it fails, the upload is abandoned.
     pub async fn upload<R>(
         &self,
         method: &str,
-        extra: Vec<Value>,
+        args: impl FnOnce(Value) -> Vec<Value>,
         source: R,
         encoding: Option<Encoding>,
         progress: Option<Progress>,
@@ -99,18 +99,16 @@ impl DriverClient {
             wr.shutdown().await?;
             Ok::<_, std::io::Error>(())
         };
-        let mut args = vec![res.handle];
-        args.extend(extra);
-        let call = self.call(method, args);
+        let call = self.call(method, args(res.handle));
         race(pump, call, Duration::from_secs(5)).await
     }
 
-    /// Calls `method(handle, extra...)` while writing what the driver sends into `sink`;
-    /// returns the call's result once the data is complete in `sink` (flushed and shut down).
+    /// Calls `method(args(handle))` while writing what the driver sends into `sink`; returns
+    /// the call's result once the data is complete in `sink` (flushed and shut down).
     pub async fn download<W>(
         &self,
         method: &str,
-        extra: Vec<Value>,
+        args: impl FnOnce(Value) -> Vec<Value>,
         sink: W,
         encoding: Option<Encoding>,
         progress: Option<Progress>,
@@ -143,9 +141,7 @@ impl DriverClient {
             drop(wr);
             Ok::<_, std::io::Error>(())
         };
-        let mut args = vec![res.handle];
-        args.extend(extra);
-        let call = self.call(method, args);
+        let call = self.call(method, args(res.handle));
         // A download is complete only when the sink has everything: no grace period.
         race(pump, call, Duration::MAX).await
     }

@@ -254,6 +254,18 @@ impl Resource {
         }
     }
 
+    /// The next chunk of the upload (up to [`COPY_CHUNK`] bytes), or None at its end. Errors
+    /// are classified as in [`Resource::copy_to`]. Call [`Resource::close`] after the end.
+    pub async fn read_chunk(&mut self) -> Result<Option<bytes::Bytes>, DriverError> {
+        let mut buf = bytes::BytesMut::with_capacity(COPY_CHUNK);
+        let n = self
+            .reader
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| read_error(&self.what, e, self.decoded))?;
+        Ok((n > 0).then(|| buf.freeze()))
+    }
+
     /// Copies everything readable from the resource into `dst` (an upload into a file or
     /// device) and closes the resource. Corrupt or truncated encoded data and a client that
     /// goes away are errors.
