@@ -7,6 +7,7 @@
 pub mod config;
 pub mod network;
 pub mod power;
+pub mod serial;
 
 use std::sync::Arc;
 
@@ -23,5 +24,6 @@ pub fn builtin() -> Registry {
     });
     power::register(&mut r);
     network::register(&mut r);
+    serial::register(&mut r);
     r
 }
