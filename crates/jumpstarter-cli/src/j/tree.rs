@@ -9,9 +9,10 @@ use jumpstarter_core::tree::COMPOSITE_CLIENT;
 use jumpstarter_core::{Client, DriverClient};
 use jumpstarter_drivers::network::NETWORK_CLIENT;
 use jumpstarter_drivers::power::{POWER_CLIENT, VIRTUAL_POWER_CLIENT};
+use jumpstarter_drivers::serial::PYSERIAL_CLIENT;
 
 use super::allow::Allow;
-use super::{CmdError, CmdResult, generic, network, power, usage};
+use super::{CmdError, CmdResult, generic, network, power, serial, usage};
 
 const LEVELS: [&str; 5] = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
 
@@ -22,6 +23,7 @@ pub enum Kind {
         virtual_power: bool,
     },
     Network,
+    Serial,
     /// A client class without native commands: generic calls by method name.
     Generic,
     /// Not allowed by `JMP_DRIVERS_ALLOW`: listed, with the reason.
@@ -44,6 +46,7 @@ pub fn kind(node: &DriverClient, allow: &Allow) -> Kind {
             virtual_power: true,
         },
         NETWORK_CLIENT | "jumpstarter_driver_network.client.DbusNetworkClient" => Kind::Network,
+        PYSERIAL_CLIENT => Kind::Serial,
         _ => Kind::Generic,
     }
 }
@@ -87,6 +90,7 @@ fn command_for(path: &str, node: &DriverClient, allow: &Allow) -> Command {
         Kind::Composite => composite(path, node, allow),
         Kind::Power { virtual_power } => power::command(path, node, virtual_power),
         Kind::Network => network::command(path, node),
+        Kind::Serial => serial::command(path, node),
         Kind::Generic => generic::command(path, node),
         Kind::Denied(reason) => Command::new(node.name().to_owned())
             .about(reason)
@@ -149,6 +153,7 @@ fn dispatch(node: DriverClient, m: ArgMatches, allow: Allow) -> BoxFut {
             }
             Kind::Power { virtual_power } => power::run(&node, &m, virtual_power).await,
             Kind::Network => network::run(&node, &m).await,
+            Kind::Serial => serial::run(&node, &m).await,
             Kind::Generic => generic::run(&node, &m).await,
             Kind::Denied(reason) => Err(CmdError(format!("{}: {reason}", node.name()))),
         }

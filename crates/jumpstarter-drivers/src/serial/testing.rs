@@ -16,6 +16,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -24,6 +25,11 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::termios::{self, ControlFlags, SetArg, Termios};
+
+struct Pair {
+    master: OwnedFd,
+    slave: OwnedFd,
+}
 
 type Responder = Box<dyn FnMut(&[u8]) -> Option<Vec<u8>> + Send>;
 
@@ -53,7 +59,14 @@ pub struct PtyDevice {
 impl PtyDevice {
     /// A device that only records what it receives.
     pub fn open() -> io::Result<PtyDevice> {
-        Self::start(None)
+        Self::start(None, true)
+    }
+
+    /// A terminal rather than a device: the line keeps the kernel's defaults (canonical mode,
+    /// echo), for running programs that expect to be on a terminal ([`PtyDevice::open_slave`]
+    /// as their stdin/stdout); the master side is the person typing and watching.
+    pub fn terminal() -> io::Result<PtyDevice> {
+        Self::start(None, false)
     }
 
     /// A device that answers each line it receives (ended by `\n` or `\r`, given without the
@@ -61,18 +74,35 @@ impl PtyDevice {
     pub fn with_line_responder(
         respond: impl FnMut(&[u8]) -> Option<Vec<u8>> + Send + 'static,
     ) -> io::Result<PtyDevice> {
-        Self::start(Some(Box::new(respond)))
+        Self::start(Some(Box::new(respond)), true)
     }
 
-    fn start(responder: Option<Responder>) -> io::Result<PtyDevice> {
-        let pty = nix::pty::openpty(None, None)?;
-        let path = nix::unistd::ttyname(&pty.slave)?;
-        // A UART does not echo or translate: start the line raw. Unlike ptys, serial ports
-        // start with HUPCL set (hang up, i.e. drop DTR, on last close): set it too.
-        let mut t = termios::tcgetattr(&pty.slave)?;
-        termios::cfmakeraw(&mut t);
-        t.control_flags.insert(ControlFlags::HUPCL);
-        termios::tcsetattr(&pty.slave, SetArg::TCSANOW, &t)?;
+    fn start(responder: Option<Responder>, device: bool) -> io::Result<PtyDevice> {
+        // Both ends close-on-exec from the start: a master inherited by any child process
+        // (tests spawn many, in parallel) would keep the device "plugged in".
+        use nix::fcntl::OFlag;
+        let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)?;
+        nix::pty::grantpt(&master)?;
+        nix::pty::unlockpt(&master)?;
+        let path = PathBuf::from(nix::pty::ptsname_r(&master)?);
+        let slave: OwnedFd = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::libc::O_NOCTTY)
+            .open(&path)?
+            .into();
+        let pty = Pair {
+            master: OwnedFd::from(master),
+            slave,
+        };
+        if device {
+            // A UART does not echo or translate: start the line raw. Unlike ptys, serial ports
+            // start with HUPCL set (hang up, i.e. drop DTR, on last close): set it too.
+            let mut t = termios::tcgetattr(&pty.slave)?;
+            termios::cfmakeraw(&mut t);
+            t.control_flags.insert(ControlFlags::HUPCL);
+            termios::tcsetattr(&pty.slave, SetArg::TCSANOW, &t)?;
+        }
         let master = File::from(pty.master);
         let reader_end = master.try_clone()?;
         let shared = Arc::new(Shared::default());
@@ -96,6 +126,16 @@ impl PtyDevice {
     /// The tty path to configure as the driver's `url`.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A new handle on the tty (e.g. for a child process's stdin or stdout); it does not
+    /// become anyone's controlling terminal.
+    pub fn open_slave(&self) -> io::Result<File> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::libc::O_NOCTTY)
+            .open(&self.path)
     }
 
     /// Sends bytes from the device to whoever has the tty open.
