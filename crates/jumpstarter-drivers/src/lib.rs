@@ -9,6 +9,7 @@ pub mod http_power;
 pub mod network;
 pub mod opendal;
 pub mod power;
+pub mod serial;
 pub mod shell;
 pub mod storage;
 
@@ -31,5 +32,6 @@ pub fn builtin() -> Registry {
     storage::register(&mut r);
     opendal::register(&mut r);
     shell::register(&mut r);
+    serial::register(&mut r);
     r
 }

@@ -121,6 +121,8 @@ pub fn normalize(path: &str) -> String {
 
 impl Opendal {
     pub fn new(config: OpendalConfig, logger: Logger) -> Result<Opendal, String> {
+        // Registers the services compiled in (fs, memory); idempotent.
+        opendal::init_default_registry();
         let kwargs: Vec<(String, String)> = config
             .kwargs
             .iter()
@@ -210,7 +212,7 @@ impl Opendal {
         args: &Args,
         ctx: &CallContext,
     ) -> Result<Value, DriverError> {
-        let (id, fd) = self.fd(args)?;
+        let (_, fd) = self.fd(args)?;
         let mut file = fd.lock().await;
         let closed = || DriverError::invalid("I/O operation on closed file.");
         match method {
@@ -295,11 +297,7 @@ impl Opendal {
                     w.close().await.map_err(od_err)?;
                 }
                 file.closed = true;
-                drop(file);
-                self.fds
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
+                // The fd stays known, so `file_closed` answers true (as upstream).
                 Ok(Value::Null)
             }
             ("file_read", _) => Err(DriverError::invalid("File not readable")),
@@ -669,5 +667,290 @@ impl OpendalClient {
 
     pub async fn call(&self, method: &str, args: Vec<Value>) -> Result<Value, ClientError> {
         self.driver.call(method, args).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jumpstarter_core::testing::serve;
+    use jumpstarter_core::{DriverTree, Instance};
+
+    async fn served(
+        config: serde_json::Value,
+    ) -> (jumpstarter_core::testing::Served, OpendalClient) {
+        let cfg: OpendalConfig = serde_json::from_value(config).unwrap();
+        let driver = Arc::new(Opendal::new(cfg, Logger::detached("o")).unwrap());
+        let served = serve(DriverTree::composite(vec![(
+            "fs",
+            Instance::new(driver, OPENDAL),
+        )]))
+        .await
+        .unwrap();
+        let client = OpendalClient::new(served.client.get("fs").unwrap().clone());
+        (served, client)
+    }
+
+    async fn read(c: &OpendalClient, path: &str) -> Vec<u8> {
+        let (tx, mut rx) = tokio::io::duplex(1 << 20);
+        let reader = tokio::spawn(async move {
+            let mut out = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut rx, &mut out)
+                .await
+                .unwrap();
+            out
+        });
+        c.read_into(path, tx, None).await.unwrap();
+        reader.await.unwrap()
+    }
+
+    fn code(e: &ClientError) -> jumpstarter_core::client::Code {
+        e.as_call().unwrap().code
+    }
+
+    #[tokio::test]
+    async fn memory_scheme_full_surface() {
+        let (served, c) = served(json!({"scheme": "memory", "kwargs": {}})).await;
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 256) as u8).collect();
+        c.write_from("dir/a.bin", std::io::Cursor::new(data.clone()), None)
+            .await
+            .unwrap();
+        assert_eq!(read(&c, "dir/a.bin").await, data);
+
+        let stat = c.call("stat", vec![json!("dir/a.bin")]).await.unwrap();
+        assert_eq!(stat["content_length"], json!(300_000));
+        assert_eq!(
+            stat["mode"],
+            json!({"entry_is_file": true, "entry_is_dir": false})
+        );
+        let keys: Vec<&str> = stat
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "content_disposition",
+                "content_length",
+                "content_md5",
+                "content_type",
+                "etag",
+                "mode"
+            ]
+        );
+
+        use sha2::Digest;
+        let want = hex::encode(sha2::Sha256::digest(&data));
+        assert_eq!(
+            c.call("hash", vec![json!("dir/a.bin")]).await.unwrap(),
+            json!(want)
+        );
+        let md5 = hex::encode(md5::Md5::digest(&data));
+        assert_eq!(
+            c.call("hash", vec![json!("dir/a.bin"), json!("md5")])
+                .await
+                .unwrap(),
+            json!(md5)
+        );
+        let err = c
+            .call("hash", vec![json!("dir/a.bin"), json!("crc")])
+            .await
+            .unwrap_err();
+        assert!(err.as_call().unwrap().is_invalid_argument());
+
+        // The memory service cannot copy: OpenDAL says so, as upstream's binding does.
+        let err = c
+            .call("copy", vec![json!("dir/a.bin"), json!("dir/b.bin")])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("Unsupported"), "{err}");
+        c.write_from("dir/c.bin", std::io::Cursor::new(b"c".to_vec()), None)
+            .await
+            .unwrap();
+        c.call("create_dir", vec![json!("dir/sub/")]).await.unwrap();
+        let listed = c
+            .driver
+            .streaming_call_collect("list", vec![json!("dir/")])
+            .await
+            .unwrap();
+        for want in ["dir/a.bin", "dir/c.bin", "dir/sub/"] {
+            assert!(listed.contains(&json!(want)), "{want} in {listed:?}");
+        }
+        c.write_from(
+            "dir/sub/deep.txt",
+            std::io::Cursor::new(b"x".to_vec()),
+            None,
+        )
+        .await
+        .unwrap();
+        let scanned = c
+            .driver
+            .streaming_call_collect("scan", vec![json!("dir/")])
+            .await
+            .unwrap();
+        assert!(scanned.contains(&json!("dir/sub/deep.txt")), "{scanned:?}");
+        c.call("delete", vec![json!("dir/c.bin")]).await.unwrap();
+        c.call("remove_all", vec![json!("dir/sub/")]).await.unwrap();
+        assert_eq!(
+            c.call("exists", vec![json!("dir/sub/deep.txt")])
+                .await
+                .unwrap(),
+            json!(false)
+        );
+
+        let cap = c.call("capability", vec![]).await.unwrap();
+        assert_eq!(cap.as_object().unwrap().len(), 33);
+        assert_eq!(cap["read"], json!(true));
+        let created = c.call("get_created_resources", vec![]).await.unwrap();
+        assert!(
+            created.as_array().unwrap().contains(&json!("dir/a.bin")),
+            "{created}"
+        );
+        c.call("register_path", vec![json!("/x/../y/./z")])
+            .await
+            .unwrap();
+        let created = c.call("get_created_resources", vec![]).await.unwrap();
+        assert!(
+            created.as_array().unwrap().contains(&json!("y/z")),
+            "{created}"
+        );
+
+        // Presigning needs a service that can presign.
+        let err = c
+            .call("presign_read", vec![json!("dir/a.bin"), json!(60)])
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), jumpstarter_core::client::Code::Unknown);
+        // Missing files are errors with OpenDAL's message.
+        let err = c.call("stat", vec![json!("nope")]).await.unwrap_err();
+        assert!(err.to_string().contains("NotFound"), "{err}");
+        served.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn file_descriptors() {
+        let (served, c) = served(json!({"scheme": "memory", "kwargs": {}})).await;
+        c.write_from("f", std::io::Cursor::new(b"0123456789".to_vec()), None)
+            .await
+            .unwrap();
+        let fd = c.call("open", vec![json!("f"), json!("rb")]).await.unwrap();
+        let call = |m: &'static str, extra: Vec<Value>| {
+            let c = c.clone();
+            let fd = fd.clone();
+            async move {
+                let mut args = vec![fd];
+                args.extend(extra);
+                c.call(m, args).await
+            }
+        };
+        assert_eq!(call("file_readable", vec![]).await.unwrap(), json!(true));
+        assert_eq!(call("file_writable", vec![]).await.unwrap(), json!(false));
+        assert_eq!(call("file_seekable", vec![]).await.unwrap(), json!(true));
+        assert_eq!(call("file_seek", vec![json!(4)]).await.unwrap(), json!(4));
+        assert_eq!(
+            call("file_seek", vec![json!(2), json!(1)]).await.unwrap(),
+            json!(6)
+        );
+        assert_eq!(
+            call("file_seek", vec![json!(-1), json!(2)]).await.unwrap(),
+            json!(9)
+        );
+        assert_eq!(call("file_tell", vec![]).await.unwrap(), json!(9));
+        call("file_seek", vec![json!(7)]).await.unwrap();
+        let (tx, mut rx) = tokio::io::duplex(64);
+        let fd2 = fd.clone();
+        c.driver
+            .download("file_read", move |h| vec![fd2, h], tx, None, None)
+            .await
+            .unwrap();
+        let mut tail = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut rx, &mut tail)
+            .await
+            .unwrap();
+        assert_eq!(tail, b"789");
+        call("file_close", vec![]).await.unwrap();
+        assert_eq!(call("file_closed", vec![]).await.unwrap(), json!(true));
+        let err = call("file_tell", vec![]).await.unwrap_err();
+        assert!(err.as_call().unwrap().is_invalid_argument());
+        let err = c
+            .call("file_tell", vec![json!(Uuid::new_v4().to_string())])
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), jumpstarter_core::client::Code::Unknown);
+        let err = c
+            .call("open", vec![json!("f"), json!("ab")])
+            .await
+            .unwrap_err();
+        assert!(err.as_call().unwrap().is_invalid_argument());
+        served.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn fs_scheme_and_cleanup_of_created_files() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("keep.txt"), b"kept").unwrap();
+        let (served, c) = served(json!({
+            "scheme": "fs",
+            "kwargs": {"root": root.path().to_str().unwrap()},
+            "remove_created_on_close": true
+        }))
+        .await;
+        c.write_from(
+            "new/dir/file.txt",
+            std::io::Cursor::new(b"hello".to_vec()),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            std::fs::read(root.path().join("new/dir/file.txt")).unwrap(),
+            b"hello"
+        );
+        assert_eq!(read(&c, "keep.txt").await, b"kept");
+        c.call("copy", vec![json!("keep.txt"), json!("copy.txt")])
+            .await
+            .unwrap();
+        c.call("rename", vec![json!("copy.txt"), json!("moved.txt")])
+            .await
+            .unwrap();
+        assert_eq!(
+            c.call("exists", vec![json!("copy.txt")]).await.unwrap(),
+            json!(false)
+        );
+        assert_eq!(
+            std::fs::read(root.path().join("moved.txt")).unwrap(),
+            b"kept"
+        );
+        served.shutdown().await;
+        assert!(
+            !root.path().join("moved.txt").exists(),
+            "renamed copy removed on close"
+        );
+        assert!(
+            !root.path().join("new/dir/file.txt").exists(),
+            "created file removed on close"
+        );
+        assert!(
+            root.path().join("keep.txt").exists(),
+            "other files untouched"
+        );
+    }
+
+    #[test]
+    fn paths_normalize_like_upstream() {
+        assert_eq!(normalize("/a//b/./c/"), "a/b/c");
+        assert_eq!(normalize("a\\b\\..\\c"), "a/c");
+        assert_eq!(normalize("."), "");
+        assert_eq!(normalize("../x"), "x");
+    }
+
+    #[test]
+    fn unknown_schemes_fail_at_load() {
+        let cfg: OpendalConfig =
+            serde_json::from_value(json!({"scheme": "s4", "kwargs": {}})).unwrap();
+        let err = Opendal::new(cfg, Logger::detached("o")).err().unwrap();
+        assert!(err.contains("built-in schemes: fs, memory"), "{err}");
     }
 }

@@ -12,6 +12,7 @@ mod allow;
 mod generic;
 mod network;
 mod power;
+mod serial;
 mod shell;
 mod storage;
 mod tree;

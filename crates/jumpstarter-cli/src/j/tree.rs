@@ -9,6 +9,7 @@ use jumpstarter_core::tree::COMPOSITE_CLIENT;
 use jumpstarter_core::{Client, DriverClient};
 use jumpstarter_drivers::network::NETWORK_CLIENT;
 use jumpstarter_drivers::power::{POWER_CLIENT, VIRTUAL_POWER_CLIENT};
+use jumpstarter_drivers::serial::PYSERIAL_CLIENT;
 use jumpstarter_drivers::shell::SHELL_CLIENT;
 use jumpstarter_drivers::storage::{
     CORE_FLASHER_CLIENT, FLASHER_CLIENT, STORAGE_MUX_CLIENT, STORAGE_MUX_FLASHER_CLIENT,
@@ -17,7 +18,7 @@ use jumpstarter_drivers::storage::{
 use super::allow::Allow;
 use super::shell::ShellMethods;
 use super::storage::Flavour;
-use super::{CmdError, CmdResult, generic, network, power, shell, storage, usage};
+use super::{CmdError, CmdResult, generic, network, power, serial, shell, storage, usage};
 
 const LEVELS: [&str; 5] = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
 
@@ -30,6 +31,7 @@ pub enum Kind {
     Network,
     Storage(Flavour),
     Shell,
+    Serial,
     /// A client class without native commands: generic calls by method name.
     Generic,
     /// Not allowed by `JMP_DRIVERS_ALLOW`: listed, with the reason.
@@ -56,6 +58,7 @@ pub fn kind(node: &DriverClient, allow: &Allow) -> Kind {
         STORAGE_MUX_FLASHER_CLIENT => Kind::Storage(Flavour::MuxFlasher),
         FLASHER_CLIENT | CORE_FLASHER_CLIENT => Kind::Storage(Flavour::Flasher),
         SHELL_CLIENT => Kind::Shell,
+        PYSERIAL_CLIENT => Kind::Serial,
         _ => Kind::Generic,
     }
 }
@@ -101,6 +104,7 @@ fn command_for(path: &str, node: &DriverClient, allow: &Allow, shells: &ShellMet
         Kind::Network => network::command(path, node),
         Kind::Storage(flavour) => storage::command(path, node, flavour),
         Kind::Shell => shell::command(path, node, shells),
+        Kind::Serial => serial::command(path, node),
         Kind::Generic => generic::command(path, node),
         Kind::Denied(reason) => Command::new(node.name().to_owned())
             .about(reason)
@@ -186,6 +190,7 @@ fn dispatch(node: DriverClient, m: ArgMatches, ctx: &Ctx, mut names: Vec<String>
             Kind::Network => network::run(&node, &m).await,
             Kind::Storage(flavour) => storage::run(&node, &m, flavour).await,
             Kind::Shell => shell::run(&node, &m, &names, &ctx.shells, &ctx.argv).await,
+            Kind::Serial => serial::run(&node, &m).await,
             Kind::Generic => generic::run(&node, &m).await,
             Kind::Denied(reason) => Err(CmdError(format!("{}: {reason}", node.name()))),
         }
