@@ -17,6 +17,7 @@ use jumpstarter_core::{
     Value,
 };
 use jumpstarter_protocol::v1::ExporterStatus;
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CLIENT: &str = "probe_driver.ProbeClient";
@@ -355,4 +356,202 @@ async fn log_streams_end_when_the_session_closes() {
     .await;
     assert!(end.is_ok(), "LogStream ended");
     drop(client);
+}
+
+/// A driver that stores uploads and serves a fixed download, recording how calls ended.
+struct Sink {
+    stored: std::sync::Mutex<Vec<u8>>,
+    outcomes: std::sync::Mutex<Vec<String>>,
+}
+
+const SINK_METHODS: &[Method] = &[
+    Method::unary("write").params(&[Param::required("src")]),
+    Method::unary("read").params(&[Param::required("dst")]),
+];
+
+#[async_trait]
+impl Driver for Sink {
+    fn client(&self) -> &str {
+        "test.SinkClient"
+    }
+    fn methods(&self) -> &[Method] {
+        SINK_METHODS
+    }
+    async fn call(
+        &self,
+        method: &str,
+        args: Args,
+        ctx: &CallContext,
+    ) -> Result<Value, DriverError> {
+        let handle = args.raw(0).cloned().unwrap_or(Value::Null);
+        let result = match method {
+            "write" => match ctx.open_resource(&handle).await {
+                Ok(res) => {
+                    let mut buf = Vec::new();
+                    res.copy_to(&mut buf).await.map(|_| {
+                        *self.stored.lock().unwrap() = buf;
+                        Value::Null
+                    })
+                }
+                Err(e) => Err(e),
+            },
+            "read" => match ctx.open_resource(&handle).await {
+                Ok(res) => res
+                    .copy_from(&mut &b"stored image"[..])
+                    .await
+                    .map(|_| Value::Null),
+                Err(e) => Err(e),
+            },
+            other => Err(DriverError::method_not_found(other)),
+        };
+        self.outcomes.lock().unwrap().push(match &result {
+            Ok(_) => "ok".into(),
+            Err(e) => e.to_string(),
+        });
+        result
+    }
+}
+
+fn sinks() -> (DriverTree, Arc<Sink>, Arc<Sink>) {
+    let a = Arc::new(Sink {
+        stored: Default::default(),
+        outcomes: Default::default(),
+    });
+    let b = Arc::new(Sink {
+        stored: Default::default(),
+        outcomes: Default::default(),
+    });
+    let tree = DriverTree::composite(vec![
+        ("a", Instance::new(a.clone(), "test.Sink")),
+        ("b", Instance::new(b.clone(), "test.Sink")),
+    ]);
+    (tree, a, b)
+}
+
+#[tokio::test]
+async fn handles_are_single_use_and_bound_to_their_driver() {
+    let (tree, a, _b) = sinks();
+    let served = serve(tree).await.unwrap();
+    let (da, db) = (
+        served.client.get("a").unwrap(),
+        served.client.get("b").unwrap(),
+    );
+
+    // A handle opened on `a` and given to `b` is not found there.
+    let mut res = da.resource(None).await.unwrap();
+    res.stream.write_all(b"data").await.unwrap();
+    res.stream.shutdown().await.unwrap();
+    let e = db
+        .call("write", vec![res.handle.clone()])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), Code::Unknown);
+    assert!(e.to_string().contains("not found on this driver"), "{e}");
+    // On its own driver it works once...
+    assert_eq!(
+        da.call("write", vec![res.handle.clone()]).await.unwrap(),
+        Value::Null
+    );
+    assert_eq!(*a.stored.lock().unwrap(), b"data");
+    // ...and only once.
+    let e = da
+        .call("write", vec![res.handle.clone()])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not found on this driver"), "{e}");
+    drop(res);
+
+    // The usual way: stream and call together.
+    let data = b"image bytes".to_vec();
+    let v = da
+        .upload(
+            "write",
+            |h| vec![h],
+            std::io::Cursor::new(data.clone()),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(v, Value::Null);
+    assert_eq!(*a.stored.lock().unwrap(), data);
+    still_serving_sink(da).await;
+    served.shutdown().await;
+}
+
+async fn still_serving_sink(d: &jumpstarter_core::DriverClient) {
+    let (tx, mut rx) = tokio::io::duplex(1024);
+    d.download("read", |h| vec![h], tx, None, None)
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    rx.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"stored image");
+}
+
+#[tokio::test]
+async fn an_upload_reset_mid_transfer_fails_the_call() {
+    let (tree, a, _b) = sinks();
+    let served = serve(tree).await.unwrap();
+    let da = served.client.get("a").unwrap().clone();
+    let mut res = da.resource(None).await.unwrap();
+    res.stream.write_all(&[7u8; 100_000]).await.unwrap();
+    let handle = res.handle.clone();
+    let call = tokio::spawn({
+        let da = da.clone();
+        async move { da.call("write", vec![handle]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The client resets the stream without sending its end.
+    drop(res);
+    let e = call.await.unwrap().unwrap_err();
+    assert!(e.to_string().contains("ended before its end"), "{e}");
+    assert!(
+        a.stored.lock().unwrap().is_empty(),
+        "nothing stored from a partial upload"
+    );
+    assert!(a.outcomes.lock().unwrap()[0].contains("ended before its end"));
+    still_serving_sink(&da).await;
+    served.shutdown().await;
+}
+
+#[tokio::test]
+async fn unsupported_encodings_are_refused_when_the_stream_opens() {
+    let (tree, _a, _b) = sinks();
+    let served = serve(tree).await.unwrap();
+    let da = served.client.get("a").unwrap();
+    // The typed API only knows the four encodings; send the raw request by hand.
+    let err = da.stream("unused").await.unwrap_err();
+    assert_eq!(code(&err), Code::NotFound);
+    let mut raw = jumpstarter_protocol::v1::router_service_client::RouterServiceClient::with_origin(
+        H2Channel::connect(&Target::Unix(served.path().to_owned()))
+            .await
+            .unwrap(),
+        jumpstarter_core::transport::origin(),
+    );
+    let mut req = tonic::Request::new(futures::stream::empty());
+    let meta =
+        json!({"kind": "resource", "uuid": da.uuid(), "x_jmp_content_encoding": "lz4"}).to_string();
+    req.metadata_mut().insert("request", meta.parse().unwrap());
+    let status = raw.stream(req).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .contains("unsupported content encoding 'lz4'"),
+        "{}",
+        status.message()
+    );
+    // Each supported encoding is accepted and echoed.
+    for e in jumpstarter_core::Encoding::ALL {
+        let res = da.resource(Some(e)).await.unwrap();
+        assert_eq!(res.accept.as_deref(), Some(e.as_str()));
+        assert_eq!(res.handle["x_jmp_content_encoding"], json!(e.as_str()));
+        assert_eq!(res.handle["kind"], json!("client_stream"));
+    }
+    // No encoding: the accept key is present and empty, as upstream sends it.
+    let res = da.resource(None).await.unwrap();
+    assert_eq!(res.accept.as_deref(), Some(""));
+    assert_eq!(res.handle["x_jmp_content_encoding"], Value::Null);
+    served.shutdown().await;
 }

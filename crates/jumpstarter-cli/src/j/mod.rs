@@ -11,6 +11,7 @@
 mod allow;
 mod generic;
 mod network;
+mod opendal;
 mod power;
 mod serial;
 mod shell;

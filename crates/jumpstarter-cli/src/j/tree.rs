@@ -8,6 +8,7 @@ use clap::{Arg, ArgMatches, Command};
 use jumpstarter_core::tree::COMPOSITE_CLIENT;
 use jumpstarter_core::{Client, DriverClient};
 use jumpstarter_drivers::network::NETWORK_CLIENT;
+use jumpstarter_drivers::opendal::OPENDAL_CLIENT;
 use jumpstarter_drivers::power::{POWER_CLIENT, VIRTUAL_POWER_CLIENT};
 use jumpstarter_drivers::serial::PYSERIAL_CLIENT;
 use jumpstarter_drivers::shell::SHELL_CLIENT;
@@ -18,7 +19,7 @@ use jumpstarter_drivers::storage::{
 use super::allow::Allow;
 use super::shell::ShellMethods;
 use super::storage::Flavour;
-use super::{CmdError, CmdResult, generic, network, power, serial, shell, storage, usage};
+use super::{CmdError, CmdResult, generic, network, opendal, power, serial, shell, storage, usage};
 
 const LEVELS: [&str; 5] = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
 
@@ -30,6 +31,7 @@ pub enum Kind {
     },
     Network,
     Storage(Flavour),
+    Opendal,
     Shell,
     Serial,
     /// A client class without native commands: generic calls by method name.
@@ -57,6 +59,7 @@ pub fn kind(node: &DriverClient, allow: &Allow) -> Kind {
         STORAGE_MUX_CLIENT => Kind::Storage(Flavour::Mux),
         STORAGE_MUX_FLASHER_CLIENT => Kind::Storage(Flavour::MuxFlasher),
         FLASHER_CLIENT | CORE_FLASHER_CLIENT => Kind::Storage(Flavour::Flasher),
+        OPENDAL_CLIENT => Kind::Opendal,
         SHELL_CLIENT => Kind::Shell,
         PYSERIAL_CLIENT => Kind::Serial,
         _ => Kind::Generic,
@@ -103,6 +106,7 @@ fn command_for(path: &str, node: &DriverClient, allow: &Allow, shells: &ShellMet
         Kind::Power { virtual_power } => power::command(path, node, virtual_power),
         Kind::Network => network::command(path, node),
         Kind::Storage(flavour) => storage::command(path, node, flavour),
+        Kind::Opendal => opendal::command(path, node),
         Kind::Shell => shell::command(path, node, shells),
         Kind::Serial => serial::command(path, node),
         Kind::Generic => generic::command(path, node),
@@ -189,6 +193,7 @@ fn dispatch(node: DriverClient, m: ArgMatches, ctx: &Ctx, mut names: Vec<String>
             Kind::Power { virtual_power } => power::run(&node, &m, virtual_power).await,
             Kind::Network => network::run(&node, &m).await,
             Kind::Storage(flavour) => storage::run(&node, &m, flavour).await,
+            Kind::Opendal => opendal::run(&node, &m).await,
             Kind::Shell => shell::run(&node, &m, &names, &ctx.shells, &ctx.argv).await,
             Kind::Serial => serial::run(&node, &m).await,
             Kind::Generic => generic::run(&node, &m).await,

@@ -15,7 +15,7 @@ use futures::{Stream, StreamExt};
 use jumpstarter_protocol::v1::{
     DriverCallRequest, DriverInstanceReport, EndSessionRequest, EndSessionResponse,
     GetStatusRequest, GetStatusResponse, LogStreamResponse, StreamingDriverCallRequest,
-    exporter_service_client::ExporterServiceClient, router_service_client::RouterServiceClient,
+    exporter_service_client::ExporterServiceClient,
 };
 use jumpstarter_protocol::value::{from_proto_owned, into_proto};
 use serde_json::Value;
@@ -32,14 +32,14 @@ use crate::tree::{CLIENT_LABEL, NAME_LABEL};
 #[derive(Clone, Debug)]
 pub(crate) struct Rpc {
     pub(crate) exporter: ExporterServiceClient<H2Channel>,
-    pub(crate) router: RouterServiceClient<H2Channel>,
+    pub(crate) channel: H2Channel,
 }
 
 impl Rpc {
     fn new(channel: H2Channel) -> Rpc {
         Rpc {
             exporter: ExporterServiceClient::with_origin(channel.clone(), origin()),
-            router: RouterServiceClient::with_origin(channel, origin()),
+            channel,
         }
     }
 }

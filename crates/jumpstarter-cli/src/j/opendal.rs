@@ -1,0 +1,200 @@
+//! `j` commands for Opendal drivers: the command set upstream's `OpendalClient.cli()` defines
+//! (0.9.0 loses all of them to a decorator bug; here they exist).
+
+use std::path::PathBuf;
+
+use clap::{Arg, ArgMatches, Command, value_parser};
+use jumpstarter_core::DriverClient;
+use jumpstarter_drivers::opendal::OpendalClient;
+use serde_json::{Value, json};
+
+use super::tree::{group, help_for};
+use super::{CmdError, CmdResult};
+
+fn path_arg(name: &'static str) -> Arg {
+    Arg::new(name)
+        .value_name(name.to_uppercase())
+        .required(true)
+}
+
+fn sub(node: &DriverClient, name: &'static str, help: &'static str) -> Command {
+    Command::new(name).about(help_for(node, name, help))
+}
+
+pub fn command(path: &str, node: &DriverClient) -> Command {
+    let expire = || {
+        Arg::new("expire-second")
+            .long("expire-second")
+            .required(true)
+            .value_parser(value_parser!(u64))
+    };
+    group(path, node, "Opendal Storage")
+        .subcommand(sub(node, "write-bytes", "Write standard input to PATH").arg(path_arg("path")))
+        .subcommand(sub(node, "read-bytes", "Write PATH to standard output").arg(path_arg("path")))
+        .subcommand(
+            sub(
+                node,
+                "write-from-path",
+                "Write the local file (or http(s) URL) SRC to DST",
+            )
+            .arg(path_arg("dst"))
+            .arg(path_arg("src")),
+        )
+        .subcommand(
+            sub(node, "read-into-path", "Read SRC into the local file DST")
+                .arg(path_arg("src"))
+                .arg(path_arg("dst")),
+        )
+        .subcommand(sub(node, "stat", "Show metadata of PATH").arg(path_arg("path")))
+        .subcommand(
+            sub(node, "hash", "Hash PATH").arg(path_arg("path")).arg(
+                Arg::new("algo")
+                    .long("algo")
+                    .value_parser(["md5", "sha256"]),
+            ),
+        )
+        .subcommand(
+            sub(node, "copy", "Copy SOURCE to TARGET")
+                .arg(path_arg("source"))
+                .arg(path_arg("target")),
+        )
+        .subcommand(
+            sub(node, "rename", "Rename SOURCE to TARGET")
+                .arg(path_arg("source"))
+                .arg(path_arg("target")),
+        )
+        .subcommand(sub(node, "remove-all", "Remove PATH recursively").arg(path_arg("path")))
+        .subcommand(sub(node, "create-dir", "Create the directory PATH").arg(path_arg("path")))
+        .subcommand(sub(node, "delete", "Delete PATH").arg(path_arg("path")))
+        .subcommand(sub(node, "exists", "Exit 0 if PATH exists, 1 otherwise").arg(path_arg("path")))
+        .subcommand(sub(node, "list", "List PATH").arg(path_arg("path")))
+        .subcommand(sub(node, "scan", "List PATH recursively").arg(path_arg("path")))
+        .subcommand(
+            sub(node, "presign-stat", "Presign a stat of PATH")
+                .arg(path_arg("path"))
+                .arg(expire()),
+        )
+        .subcommand(
+            sub(node, "presign-read", "Presign a read of PATH")
+                .arg(path_arg("path"))
+                .arg(expire()),
+        )
+        .subcommand(
+            sub(node, "presign-write", "Presign a write of PATH")
+                .arg(path_arg("path"))
+                .arg(expire()),
+        )
+        .subcommand(sub(
+            node,
+            "capability",
+            "Show what the storage service can do",
+        ))
+}
+
+fn s(m: &ArgMatches, name: &str) -> String {
+    m.get_one::<String>(name).cloned().unwrap_or_default()
+}
+
+/// JSON the way pydantic's `model_dump_json(indent=2)` lays it out.
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+pub async fn run(node: &DriverClient, m: &ArgMatches) -> CmdResult {
+    let c = OpendalClient::new(node.clone());
+    let (name, sub) = m.subcommand().expect("clap requires a sub-command");
+    match name {
+        "write-bytes" => {
+            c.write_from(&s(sub, "path"), tokio::io::stdin(), None)
+                .await?
+        }
+        "read-bytes" => {
+            c.read_into(&s(sub, "path"), tokio::io::stdout(), None)
+                .await?
+        }
+        "write-from-path" => {
+            let (dst, src) = (s(sub, "dst"), s(sub, "src"));
+            if src.starts_with("http://") || src.starts_with("https://") {
+                // The exporter fetches the URL itself.
+                let fd = c.call("open", vec![json!(dst), json!("wb")]).await?;
+                let handle = json!({"kind": "presigned_request", "headers": {}, "url": src, "method": "GET"});
+                let written = c.call("file_write", vec![fd.clone(), handle]).await;
+                let closed = c.call("file_close", vec![fd]).await;
+                written?;
+                closed?;
+            } else {
+                let file = tokio::fs::File::open(&src)
+                    .await
+                    .map_err(|e| CmdError(format!("{src}: {e}")))?;
+                c.write_from(&dst, file, None).await?;
+            }
+        }
+        "read-into-path" => {
+            let dst = PathBuf::from(s(sub, "dst"));
+            let file = tokio::fs::File::create(&dst)
+                .await
+                .map_err(|e| CmdError(format!("{}: {e}", dst.display())))?;
+            if let Err(e) = c.read_into(&s(sub, "src"), file, None).await {
+                let _ = std::fs::remove_file(&dst);
+                return Err(e.into());
+            }
+        }
+        "stat" => {
+            let mut v = c.call("stat", vec![json!(s(sub, "path"))]).await?;
+            // The command prints with pydantic's serialization aliases (is_file/is_dir).
+            if let Some(mode) = v.get_mut("mode").and_then(Value::as_object_mut) {
+                let file = mode.remove("entry_is_file").unwrap_or(Value::Null);
+                let dir = mode.remove("entry_is_dir").unwrap_or(Value::Null);
+                mode.insert("is_file".into(), file);
+                mode.insert("is_dir".into(), dir);
+            }
+            println!("{}", pretty(&v));
+        }
+        "hash" => {
+            let mut args = vec![json!(s(sub, "path"))];
+            if let Some(a) = sub.get_one::<String>("algo") {
+                args.push(json!(a));
+            }
+            crate::output::print_value(&c.call("hash", args).await?);
+        }
+        "copy" | "rename" => {
+            c.call(
+                &name.replace('-', "_"),
+                vec![json!(s(sub, "source")), json!(s(sub, "target"))],
+            )
+            .await?;
+        }
+        "remove-all" | "create-dir" | "delete" => {
+            c.call(&name.replace('-', "_"), vec![json!(s(sub, "path"))])
+                .await?;
+        }
+        "exists" => {
+            let path = s(sub, "path");
+            if c.call("exists", vec![json!(path)]).await? != json!(true) {
+                return Err(CmdError(format!("path {path} does not exist")));
+            }
+        }
+        "list" | "scan" => {
+            let entries = c
+                .driver
+                .streaming_call_collect(name, vec![json!(s(sub, "path"))])
+                .await?;
+            for e in entries {
+                crate::output::print_value(&e);
+            }
+        }
+        "presign-stat" | "presign-read" | "presign-write" => {
+            let expire = sub.get_one::<u64>("expire-second").copied().unwrap_or(0);
+            let v = c
+                .call(
+                    &name.replace('-', "_"),
+                    vec![json!(s(sub, "path")), json!(expire)],
+                )
+                .await?;
+            println!("{}", pretty(&v));
+        }
+        "capability" => println!("{}", pretty(&c.call("capability", vec![]).await?)),
+        _ => unreachable!("clap only accepts the commands above"),
+    }
+    Ok(0)
+}
