@@ -13,10 +13,12 @@ use jumpstarter_core::{CallContext, DriverError};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// One request as the server saw it: raw URI, authorization header, x-amz-date header.
+type Request = (String, Option<String>, Option<String>);
+
 #[derive(Clone, Default)]
 struct Seen {
-    /// (raw request URI, authorization header, x-amz-date header) per request.
-    requests: Arc<Mutex<Vec<(String, Option<String>, Option<String>)>>>,
+    requests: Arc<Mutex<Vec<Request>>>,
     uploaded: Arc<Mutex<Vec<u8>>>,
     /// The address clients reach this server at (for absolute redirects).
     other_origin: Arc<Mutex<String>>,
