@@ -71,7 +71,11 @@ with env() as client:
         dump = os.path.join(work, "dump." + name)
         client.storage.dump(dump, compression=Compression(name))
         with open(dump, "rb") as f:
-            out[name] = sha(decompressors[name](f.read())) == want
+            try:
+                out[name] = sha(decompressors[name](f.read())) == want
+            except (EOFError, ValueError, lzma.LZMAError, zstd.ZstdError):
+                # Upstream's exporter never ends its compressed dumps (no trailer).
+                out[name] = "truncated"
 
     # StorageMux: write_local_file / read_local_file.
     client.mux.host()
@@ -117,4 +121,7 @@ with env() as client:
         r["after_remove"] = fs.exists("dir/sub/deep.txt")
         out[node] = r
 
-print(json.dumps(out, sort_keys=True))
+print(json.dumps(out, sort_keys=True), flush=True)
+# Skip interpreter finalization: opendal's Python binding can abort there ("Fatal Python error:
+# PyGILState_Release", apache/opendal#1723) after all the work is done.
+os._exit(0)

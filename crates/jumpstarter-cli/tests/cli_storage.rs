@@ -64,7 +64,9 @@ fn shell(cfg: &Path, script: &str) -> std::process::Output {
 
 fn image(n: usize) -> Vec<u8> {
     // Compressible but not trivial: a repeated pseudo-random block.
-    let block: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let block: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     block.iter().cycle().take(n).copied().collect()
 }
 
@@ -127,13 +129,23 @@ async fn flash_and_dump_with_every_encoding() {
 async fn compressed_looking_files_get_a_note() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
-    std::fs::write(dir.path().join("img.bin"), encode(Encoding::Zstd, b"zstd inside").await).unwrap();
+    std::fs::write(
+        dir.path().join("img.bin"),
+        encode(Encoding::Zstd, b"zstd inside").await,
+    )
+    .unwrap();
     let out = shell(&cfg, "j storage flash img.bin && j storage dump raw.bin");
     ok(&out);
     let err = text(&out.stderr);
-    assert!(err.contains("img.bin looks like zstd data; it is sent as is. Pass --compression zstd"), "{err}");
+    assert!(
+        err.contains("img.bin looks like zstd data; it is sent as is. Pass --compression zstd"),
+        "{err}"
+    );
     // Sent as is: the medium holds the compressed bytes.
-    assert_eq!(Encoding::from_magic(&std::fs::read(dir.path().join("raw.bin")).unwrap()), Some(Encoding::Zstd));
+    assert_eq!(
+        Encoding::from_magic(&std::fs::read(dir.path().join("raw.bin")).unwrap()),
+        Some(Encoding::Zstd)
+    );
 }
 
 #[tokio::test]
@@ -142,7 +154,11 @@ async fn corrupt_and_truncated_data_fail_the_flash() {
     let cfg = config(dir.path());
     let good = encode(Encoding::Xz, &image(500_000)).await;
     std::fs::write(dir.path().join("cut.xz"), &good[..good.len() / 2]).unwrap();
-    std::fs::write(dir.path().join("junk.gz"), b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03garbage!").unwrap();
+    std::fs::write(
+        dir.path().join("junk.gz"),
+        b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03garbage!",
+    )
+    .unwrap();
     let out = shell(
         &cfg,
         "j storage flash cut.xz --compression xz; echo \"rc1=$?\"; j storage flash junk.gz --compression gzip; echo \"rc2=$?\"; \
@@ -150,7 +166,10 @@ async fn corrupt_and_truncated_data_fail_the_flash() {
     );
     let s = text(&out.stdout);
     let e = text(&out.stderr);
-    assert!(s.contains("rc1=1\n") && s.contains("rc2=1\n") && s.contains("rc3=1\n"), "{s}\n{e}");
+    assert!(
+        s.contains("rc1=1\n") && s.contains("rc2=1\n") && s.contains("rc3=1\n"),
+        "{s}\n{e}"
+    );
     assert!(s.contains("alive"), "the exporter keeps serving: {s}");
     assert_eq!(e.matches("corrupt or truncated data").count(), 3, "{e}");
     assert!(e.contains("INVALID_ARGUMENT"), "{e}");
@@ -168,9 +187,15 @@ async fn full_and_read_only_targets() {
     );
     let s = text(&out.stdout);
     let e = text(&out.stderr);
-    assert!(s.contains("rc1=1\n") && s.contains("rc2=1\n") && s.contains("fine"), "{s}\n{e}");
+    assert!(
+        s.contains("rc1=1\n") && s.contains("rc2=1\n") && s.contains("fine"),
+        "{s}\n{e}"
+    );
     assert!(e.to_lowercase().contains("no space left on device"), "{e}");
-    assert_eq!(std::fs::read(dir.path().join("fsroot/ok.bin")).unwrap(), image(1_000_000));
+    assert_eq!(
+        std::fs::read(dir.path().join("fsroot/ok.bin")).unwrap(),
+        image(1_000_000)
+    );
 }
 
 #[tokio::test]
@@ -191,7 +216,10 @@ async fn opendal_commands() {
     let s = ok(&out);
     assert!(s.starts_with("hello opendal\n"), "{s}");
     assert!(s.contains("\"content_length\": 13"), "{s}");
-    assert!(s.contains("\"is_file\": true"), "stat prints upstream's aliases: {s}");
+    assert!(
+        s.contains("\"is_file\": true"),
+        "stat prints upstream's aliases: {s}"
+    );
     // Our hashes (first two) equal coreutils' (next two).
     let hashes: Vec<&str> = s
         .lines()
@@ -200,12 +228,21 @@ async fn opendal_commands() {
     assert_eq!(hashes.len(), 4, "{s}");
     assert_eq!((hashes[0], hashes[1]), (hashes[2], hashes[3]), "{s}");
     let listing = s.split("---").next().unwrap();
-    assert!(listing.contains("dir/a.txt") && listing.contains("dir/c.txt"), "{listing}");
+    assert!(
+        listing.contains("dir/a.txt") && listing.contains("dir/c.txt"),
+        "{listing}"
+    );
     assert!(s.contains("exists\n"), "{s}");
     assert!(s.contains("Error: path dir/b.txt does not exist"), "{s}");
     assert!(s.contains("\n33\n"), "33 capability fields: {s}");
-    assert!(s.contains("Error: DriverCall 'presign_read' failed with gRPC UNKNOWN"), "{s}");
-    assert_eq!(std::fs::read(dir.path().join("local.txt")).unwrap(), b"hello opendal");
+    assert!(
+        s.contains("Error: DriverCall 'presign_read' failed with gRPC UNKNOWN"),
+        "{s}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("local.txt")).unwrap(),
+        b"hello opendal"
+    );
     assert!(!dir.path().join("fsroot/dir").exists());
     assert!(dir.path().join("fsroot/empty").is_dir());
 }
@@ -235,9 +272,19 @@ fn flash_from_an_http_url() {
     let www = dir.path().join("www");
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("img.raw"), image(2_000_000)).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut server = Command::new("python3")
-        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
         .current_dir(&www)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -253,10 +300,16 @@ fn flash_from_an_http_url() {
     let _guard = {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "http server did not start");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "http server did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Kill(std::mem::replace(&mut server, Command::new("true").spawn().unwrap()))
+        Kill(std::mem::replace(
+            &mut server,
+            Command::new("true").spawn().unwrap(),
+        ))
     };
     let url = format!("http://127.0.0.1:{port}");
     let out = shell(
@@ -268,8 +321,14 @@ fn flash_from_an_http_url() {
         ),
     );
     let s = ok(&out);
-    assert_eq!(std::fs::read(dir.path().join("out.raw")).unwrap(), image(2_000_000));
+    assert_eq!(
+        std::fs::read(dir.path().join("out.raw")).unwrap(),
+        image(2_000_000)
+    );
     assert!(s.contains("status=404"), "{s}");
-    assert!(s.contains("compression is not supported with direct HTTP URLs"), "{s}");
+    assert!(
+        s.contains("compression is not supported with direct HTTP URLs"),
+        "{s}"
+    );
     let _ = server.kill();
 }

@@ -227,11 +227,14 @@ where
     let (mut br, mut bw) = tokio::io::split(b);
     let a_to_b = async {
         let n = copy_chunks(&mut ar, &mut bw).await?;
+        // Some writers (tokio's stdout) do not flush on shutdown.
+        bw.flush().await?;
         bw.shutdown().await?;
         Ok::<_, io::Error>(n)
     };
     let b_to_a = async {
         let n = copy_chunks(&mut br, &mut aw).await?;
+        aw.flush().await?;
         aw.shutdown().await?;
         Ok::<_, io::Error>(n)
     };

@@ -555,3 +555,52 @@ async fn unsupported_encodings_are_refused_when_the_stream_opens() {
     assert_eq!(res.handle["x_jmp_content_encoding"], Value::Null);
     served.shutdown().await;
 }
+
+/// A writer that keeps what it is given until flushed, and whose shutdown does not flush
+/// (as tokio's stdout).
+struct LazyWriter {
+    pending: Vec<u8>,
+    committed: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl tokio::io::AsyncWrite for LazyWriter {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.pending.extend_from_slice(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let pending = std::mem::take(&mut self.pending);
+        self.committed.lock().unwrap().extend(pending);
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn downloads_flush_sinks_whose_shutdown_does_not() {
+    let (tree, _a, _b) = sinks();
+    let served = serve(tree).await.unwrap();
+    let da = served.client.get("a").unwrap();
+    let committed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = LazyWriter {
+        pending: Vec::new(),
+        committed: committed.clone(),
+    };
+    da.download("read", |h| vec![h], sink, None, None)
+        .await
+        .unwrap();
+    assert_eq!(*committed.lock().unwrap(), b"stored image");
+    served.shutdown().await;
+}

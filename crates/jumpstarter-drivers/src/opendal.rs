@@ -156,6 +156,14 @@ impl Opendal {
             .insert(normalize(path));
     }
 
+    /// No longer created by this session (deleted, or renamed away), as upstream tracks it.
+    fn forget(&self, path: &str) {
+        self.created
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&normalize(path));
+    }
+
     fn fd(&self, args: &Args) -> Result<(Uuid, Fd), DriverError> {
         let text: String = args.get(0, "fd")?;
         let id = Uuid::parse_str(&text)
@@ -488,16 +496,19 @@ impl Driver for Opendal {
                     self.op.copy(&source, &target).await.map_err(od_err)?;
                 } else {
                     self.op.rename(&source, &target).await.map_err(od_err)?;
+                    self.forget(&source);
                 }
                 self.created(&target);
                 Ok(Value::Null)
             }
             "remove_all" => {
+                let p = path()?;
                 self.op
-                    .delete_with(&path()?)
+                    .delete_with(&p)
                     .recursive(true)
                     .await
                     .map_err(od_err)?;
+                self.forget(&p);
                 Ok(Value::Null)
             }
             "create_dir" => {
@@ -507,7 +518,9 @@ impl Driver for Opendal {
                 Ok(Value::Null)
             }
             "delete" => {
-                self.op.delete(&path()?).await.map_err(od_err)?;
+                let p = path()?;
+                self.op.delete(&p).await.map_err(od_err)?;
+                self.forget(&p);
                 Ok(Value::Null)
             }
             "exists" => Ok(json!(self.op.exists(&path()?).await.map_err(od_err)?)),
@@ -806,6 +819,11 @@ mod tests {
         let created = c.call("get_created_resources", vec![]).await.unwrap();
         assert!(
             created.as_array().unwrap().contains(&json!("dir/a.bin")),
+            "{created}"
+        );
+        // Deleted paths are no longer "created" (as upstream tracks them).
+        assert!(
+            !created.as_array().unwrap().contains(&json!("dir/c.bin")),
             "{created}"
         );
         c.call("register_path", vec![json!("/x/../y/./z")])

@@ -118,10 +118,17 @@ impl DriverClient {
     {
         let res = self.resource(encoding).await?;
         let encode_here = encoding.filter(|_| res.accept.is_none());
+        // The exporter encodes: check that what it sends is complete before calling the
+        // download done (upstream 0.9.0's exporter, for one, never writes the trailer).
+        let mut verifier = encoding
+            .filter(|_| res.accept.is_some())
+            .map(Verifier::start);
         let (mut rd, mut wr) = tokio::io::split(res.stream);
         // Nothing to upload: end our direction at once (as upstream's client does).
         wr.shutdown().await?;
         let pump = async move {
+            // Some sinks (tokio's stdout) do not flush on shutdown; ours must be complete.
+            let sink = FlushOnShutdown(sink);
             let mut sink: Pin<Box<dyn AsyncWrite + Send>> = match encode_here {
                 Some(e) => encoding::encoder(e, sink),
                 None => Box::pin(sink),
@@ -133,17 +140,94 @@ impl DriverClient {
                     break;
                 }
                 sink.write_all(&buf[..n]).await?;
+                if let Some(v) = &mut verifier {
+                    v.feed(&buf[..n]).await?;
+                }
                 if let Some(p) = &progress {
                     p(n as u64);
                 }
             }
             sink.shutdown().await?;
+            if let Some(v) = verifier {
+                v.finish().await?;
+            }
             drop(wr);
             Ok::<_, std::io::Error>(())
         };
         let call = self.call(method, args(res.handle));
         // A download is complete only when the sink has everything: no grace period.
         race(pump, call, Duration::MAX).await
+    }
+}
+
+/// A writer whose shutdown flushes first.
+struct FlushOnShutdown<W>(W);
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for FlushOnShutdown<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(Pin::new(&mut self.0).poll_flush(cx))?;
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// Decodes a copy of an encoded download, to tell a complete stream from a truncated one.
+struct Verifier {
+    encoding: Encoding,
+    input: tokio::io::WriteHalf<tokio::io::SimplexStream>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<u64>>>,
+}
+
+impl Verifier {
+    fn start(encoding: Encoding) -> Verifier {
+        let (rx, input) = tokio::io::simplex(COPY_CHUNK);
+        let task = tokio::spawn(async move {
+            let mut decoded = encoding::decoder(encoding, rx);
+            tokio::io::copy(&mut decoded, &mut tokio::io::sink()).await
+        });
+        Verifier {
+            encoding,
+            input,
+            task: Some(task),
+        }
+    }
+
+    async fn feed(&mut self, data: &[u8]) -> std::io::Result<()> {
+        if self.input.write_all(data).await.is_err() {
+            // The decoder stopped early: `finish` says why.
+            return self.finish_ref().await;
+        }
+        Ok(())
+    }
+
+    async fn finish_ref(&mut self) -> std::io::Result<()> {
+        let _ = self.input.shutdown().await;
+        let Some(task) = self.task.take() else {
+            return Ok(());
+        };
+        let result = task.await.map_err(std::io::Error::other)?;
+        result.map(drop).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the exporter's {} stream is incomplete or corrupt ({e})",
+                    self.encoding
+                ),
+            )
+        })
+    }
+
+    async fn finish(mut self) -> std::io::Result<()> {
+        self.finish_ref().await
     }
 }
 
@@ -210,5 +294,43 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
             p(n as u64);
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn verify(encoding: Encoding, data: &[u8]) -> std::io::Result<()> {
+        let mut v = Verifier::start(encoding);
+        for chunk in data.chunks(1000) {
+            v.feed(chunk).await?;
+        }
+        v.finish().await
+    }
+
+    #[tokio::test]
+    async fn the_verifier_tells_complete_streams_from_truncated_ones() {
+        let raw: Vec<u8> = (0u32..200_000).map(|i| (i * 7 % 251) as u8).collect();
+        for e in Encoding::ALL {
+            let mut full = Vec::new();
+            let mut enc = encoding::encoder(e, &mut full);
+            enc.write_all(&raw).await.unwrap();
+            enc.shutdown().await.unwrap();
+            drop(enc);
+            verify(e, &full).await.unwrap();
+            // Empty is a valid (empty) dump.
+            verify(e, b"").await.unwrap();
+            // Any truncation is an error that names the encoding.
+            for cut in [1, full.len() / 2, full.len() - 1] {
+                let err = verify(e, &full[..cut]).await.unwrap_err();
+                assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{e} {cut}");
+                assert!(
+                    err.to_string()
+                        .contains(&format!("the exporter's {e} stream is incomplete")),
+                    "{err}"
+                );
+            }
+        }
     }
 }

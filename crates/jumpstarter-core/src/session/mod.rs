@@ -104,8 +104,8 @@ impl Session {
         }
     }
 
-    /// Whether resource streams accept compressed data (`JMP_DISABLE_COMPRESSION=1` turns it
-    /// off, as upstream).
+    /// Whether resource streams advertise the requested encoding (`JMP_DISABLE_COMPRESSION=1`
+    /// advertises none, as upstream; the handle's encoding is honoured either way).
     pub fn compression_enabled(&self) -> bool {
         self.inner.compression
     }

@@ -301,10 +301,12 @@ impl RouterSvc {
                     })?,
             ),
         };
-        // Declining an encoding (compression disabled) means: omit the accept key, so the
-        // client sends raw bytes, and treat this resource's data as raw whatever its handle says.
-        let accepted = encoding.filter(|_| self.session.compression_enabled());
-        let (rid, session_end) = inst.resources.create(accepted);
+        // The data's encoding is the handle's, always (as upstream). `JMP_DISABLE_COMPRESSION=1`
+        // only changes what we advertise: an empty accept key, as upstream sends then. Both
+        // kinds of client keep the file bytes unchanged when the key is present (even empty);
+        // omitting it would make upstream's client decode uploads itself, which 0.9.0 cannot
+        // do (its codec wrapper tries to flush into the read-only file).
+        let (rid, session_end) = inst.resources.create(encoding);
         let handle = serde_json::json!({
             "kind": "client_stream",
             "uuid": rid.hyphenated().to_string(),
@@ -322,15 +324,15 @@ impl RouterSvc {
                 .parse()
                 .map_err(|_| Status::internal("resource handle is not valid metadata"))?,
         );
-        if accepted.is_some() || encoding.is_none() {
-            let value = accepted.map_or("", Encoding::as_str);
-            md.insert(
-                jumpstarter_protocol::metadata::ACCEPT_ENCODING,
-                value
-                    .parse()
-                    .map_err(|_| Status::internal("encoding is not valid metadata"))?,
-            );
-        }
+        let advertised = encoding
+            .filter(|_| self.session.compression_enabled())
+            .map_or("", Encoding::as_str);
+        md.insert(
+            jumpstarter_protocol::metadata::ACCEPT_ENCODING,
+            advertised
+                .parse()
+                .map_err(|_| Status::internal("encoding is not valid metadata"))?,
+        );
         Ok(response)
     }
 }
