@@ -332,3 +332,50 @@ fn flash_from_an_http_url() {
     );
     let _ = server.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gib_flashes_byte_identical_with_and_without_compression() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let raw = dir.path().join("big.raw");
+    let want = write_gib(&raw);
+
+    // zstd-compress it with our encoder, streaming.
+    let zst = dir.path().join("big.zst");
+    {
+        let mut src = tokio::fs::File::open(&raw).await.unwrap();
+        let mut w = encoding::encoder(Encoding::Zstd, tokio::fs::File::create(&zst).await.unwrap());
+        tokio::io::copy(&mut src, &mut w).await.unwrap();
+        w.shutdown().await.unwrap();
+    }
+
+    // Raw: flash, dump; then zstd both ways. Each dump is hashed and removed before the next.
+    ok(&shell(
+        &cfg,
+        "set -e; j storage flash big.raw; j storage dump out.raw",
+    ));
+    let out = dir.path().join("out.raw");
+    assert_eq!(
+        sha256_of(&out, None).await,
+        (want.clone(), GIB as u64),
+        "raw"
+    );
+    std::fs::remove_file(&out).unwrap();
+    std::fs::remove_file(&raw).unwrap();
+
+    ok(&shell(
+        &cfg,
+        "set -e; j storage flash --compression zstd big.zst; j storage dump out.raw; \
+         j storage dump --compression zstd out.zst",
+    ));
+    assert_eq!(
+        sha256_of(&out, None).await,
+        (want.clone(), GIB as u64),
+        "zstd flash"
+    );
+    assert_eq!(
+        sha256_of(&dir.path().join("out.zst"), Some(Encoding::Zstd)).await,
+        (want, GIB as u64),
+        "zstd dump"
+    );
+}

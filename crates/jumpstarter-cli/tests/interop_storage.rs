@@ -363,3 +363,38 @@ fn our_j_opendal_commands_on_upstream_exporter() {
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_j_flashes_a_gib_byte_identical_into_our_exporter() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("big.raw");
+    let want = write_gib(&raw);
+    codec("compress", "zstd", &raw, &dir.path().join("big.zst")).unwrap();
+    let cfg = config(dir.path());
+    // Upstream's j flashes, ours dumps (upstream's dumps can crash on exit, see above).
+    let run = |flash: &str| {
+        let script = format!(
+            "set -e; PATH={up} j storage flash {flash}; j storage dump out.raw",
+            up = Side::Upstream.path()
+        );
+        ok(&in_shell(
+            Side::Ours,
+            Side::Ours,
+            &cfg,
+            dir.path(),
+            &[],
+            &["sh", "-c", &script],
+        ));
+    };
+    let out = dir.path().join("out.raw");
+    run("big.raw");
+    assert_eq!(
+        sha256_of(&out, None).await,
+        (want.clone(), GIB as u64),
+        "raw"
+    );
+    std::fs::remove_file(&out).unwrap();
+    std::fs::remove_file(&raw).unwrap();
+    run("--compression zstd big.zst");
+    assert_eq!(sha256_of(&out, None).await, (want, GIB as u64), "zstd");
+}
