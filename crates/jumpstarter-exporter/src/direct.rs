@@ -14,8 +14,8 @@
 //!
 //! A `beforeLease` failure with `endLease` leaves the session in BEFORE_LEASE_HOOK_FAILED
 //! (driver calls refused) until a client calls `EndSession` or the exporter restarts. An
-//! `exit` failure stops the exporter ([`Outcome::HookExit`]) after [`FAILURE_LINGER`], so
-//! connected clients can see the failure.
+//! `exit` failure stops the exporter ([`Outcome::HookExit`]): the FAILED status is served for
+//! [`FAILURE_LINGER`] so connected clients see it, then OFFLINE, then the listeners close.
 //!
 //! Stopping ([`Control`]): `stop` ends the current cycle (an interrupted `beforeLease` is
 //! killed, `afterLease` still runs), `force` also kills a running `afterLease`, and
@@ -281,7 +281,7 @@ impl DirectExporter {
                 HookPhase::Done | HookPhase::Warned(_) | HookPhase::Interrupted => true,
                 HookPhase::EndLease(_) => false,
                 HookPhase::Exit(_) => {
-                    linger(control).await;
+                    linger(&session, HookKind::BeforeLease, control).await;
                     return Outcome::HookExit(HookKind::BeforeLease);
                 }
             };
@@ -302,6 +302,10 @@ impl DirectExporter {
                     )
                     .await;
                     if matches!(after, HookPhase::Exit(_)) {
+                        session.set_status(
+                            ExporterStatus::Offline,
+                            "Exporter shutting down due to afterLease hook failure",
+                        );
                         return Outcome::HookExit(HookKind::AfterLease);
                     }
                 }
@@ -356,7 +360,7 @@ impl DirectExporter {
                 let _ = reply.send(response.clone());
             }
             if matches!(after, HookPhase::Exit(_)) {
-                linger(control).await;
+                linger(&session, HookKind::AfterLease, control).await;
                 return Outcome::HookExit(HookKind::AfterLease);
             }
             if control.is_stopping() || control.after_session.is_cancelled() {
@@ -381,10 +385,14 @@ impl DirectExporter {
     }
 }
 
-/// Keeps serving the failure status for a moment (or until stopped).
-async fn linger(control: &Control) {
+/// Keeps serving the failure status for a moment (or until stopped), then reports OFFLINE.
+async fn linger(session: &Session, kind: HookKind, control: &Control) {
     tokio::select! {
         _ = tokio::time::sleep(FAILURE_LINGER) => {}
         _ = control.stop.cancelled() => {}
     }
+    session.set_status(
+        ExporterStatus::Offline,
+        format!("Exporter shutting down due to {} hook failure", kind.name()),
+    );
 }

@@ -8,8 +8,9 @@
 //!
 //! Without a hook the hook state is skipped. A failing hook does what its `onFailure` says:
 //! `warn` continues with a `[HOOK_WARNING] ` message, `endLease` reports
-//! BEFORE/AFTER_LEASE_HOOK_FAILED, `exit` reports that and then OFFLINE (the caller stops the
-//! exporter). Used by direct mode now, and by controller mode per lease later.
+//! BEFORE/AFTER_LEASE_HOOK_FAILED, `exit` reports that too and the caller stops the exporter
+//! (reporting OFFLINE once clients had a moment to see the failure: upstream's clients wait for
+//! the FAILED status and would miss it if OFFLINE followed at once). Used by direct mode now, and by controller mode per lease later.
 
 use jumpstarter_config::{Hook, HookFailure};
 use jumpstarter_core::Session;
@@ -57,13 +58,10 @@ fn apply_failure(kind: HookKind, hook: &Hook, session: &Session, err: HookError)
         }
         HookFailure::Exit => {
             out.error(format!("{err} (on_failure=exit)"));
+            // The caller reports OFFLINE once clients had time to see the failure.
             session.set_status(
                 failed_status(kind),
                 format!("{name} hook failed (on_failure=exit, shutting down): {err}"),
-            );
-            session.set_status(
-                ExporterStatus::Offline,
-                format!("Exporter shutting down due to {name} hook failure"),
             );
             HookPhase::Exit(err)
         }

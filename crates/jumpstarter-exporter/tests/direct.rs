@@ -400,25 +400,23 @@ async fn before_lease_end_lease_fails_the_session_until_end_session() {
 #[tokio::test]
 async fn before_lease_exit_stops_the_exporter() {
     let mut r = start(&hooks(Some(("exit 5", "onFailure: exit")), None)).await;
-    let seen = r.until(ExporterStatus::Offline).await;
-    assert_eq!(
-        walk(&seen)[1..],
-        [
-            (
-                ExporterStatus::BeforeLeaseHookFailed,
-                "beforeLease hook failed (on_failure=exit, shutting down): Hook failed with exit code 5"
-                    .into()
-            ),
-            (
-                ExporterStatus::Offline,
-                "Exporter shutting down due to beforeLease hook failure".into()
-            ),
-        ]
-    );
-    // Clients can still read the failure before the exporter goes.
+    let seen = r.until(ExporterStatus::BeforeLeaseHookFailed).await;
+    let failed =
+        "beforeLease hook failed (on_failure=exit, shutting down): Hook failed with exit code 5";
+    assert_eq!(seen.last().unwrap().message, failed);
+    // Clients can read the failure for a moment before the exporter goes.
     let client = r.client().await;
     let status = client.get_status().await.unwrap();
-    assert_eq!(status.status, ExporterStatus::Offline as i32);
+    assert_eq!(status.status, ExporterStatus::BeforeLeaseHookFailed as i32);
+    assert_eq!(status.message.as_deref(), Some(failed));
+    let seen = r.until(ExporterStatus::Offline).await;
+    assert_eq!(
+        walk(&seen),
+        [(
+            ExporterStatus::Offline,
+            "Exporter shutting down due to beforeLease hook failure".into()
+        )]
+    );
     let addr = r.addr;
     assert_eq!(r.wait().await, Outcome::HookExit(HookKind::BeforeLease));
     assert!(
