@@ -665,3 +665,75 @@ fn a_shell_that_vanishes_leaves_the_exporter_serving() {
     );
     assert!(ok(&run_timeout(&mut cmd, T)).contains("fine"));
 }
+
+#[test]
+fn ctrl_c_while_waiting_for_the_exporter_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = direct_config(
+        dir.path(),
+        &format!("hooks:\n{}", hook("beforeLease", "sleep 60", "")),
+    );
+    let exporter = start(&cfg, &["--tls-grpc-insecure"]);
+    let mut cmd = our_shell(
+        dir.path(),
+        exporter.port,
+        &["--tls-grpc-insecure"],
+        &["echo", "ran"],
+    );
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut shell = cmd.spawn().unwrap();
+    let pid = shell.id();
+    // Wait until it says it is waiting for the hook (its SIGINT handler is in place by then).
+    let stdout = shell.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("Waiting for beforeLease hook") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(T).expect("the shell waits for the hook");
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGINT);
+    let out = wait_output_stderr(shell, T);
+    let stdout = reader.join().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("Error: Cancelled by user."));
+    assert!(!stdout.contains("ran"), "{stdout}");
+}
+
+/// Waits for a child whose stdout is already taken; collects its stderr.
+fn wait_output_stderr(mut child: std::process::Child, timeout: Duration) -> std::process::Output {
+    use std::io::Read;
+    let mut stderr = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stderr.read_to_end(&mut b);
+        b
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("jmp shell did not exit after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: Vec::new(),
+        stderr: err.join().unwrap(),
+    }
+}

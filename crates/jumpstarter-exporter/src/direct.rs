@@ -265,6 +265,8 @@ impl DirectExporter {
                 return Outcome::Stopped;
             }
             if !first {
+                // New readers see this session's records only.
+                session.logs().clear_backlog();
                 session.reset().await;
                 session.set_motd(self.motd.clone().unwrap_or_default());
             }
