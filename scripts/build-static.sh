@@ -16,10 +16,26 @@ cd "$(dirname "$0")/.."
 out="${1:-dist}"
 target="${TARGET:-$(rustc -vV | sed -n 's/^host: //p')}"
 
+# The libc crate binds the termios speed functions (cfsetspeed & co., used by the serial
+# driver) to versioned glibc symbols such as `cfsetspeed@GLIBC_2.2.5`; the static libc.a has no
+# symbol versions, so the final link is told that those names are the plain functions.
+case "$target" in
+    x86_64-*-linux-gnu) glibc=2.2.5 ;;
+    aarch64-*-linux-gnu | powerpc64le-*-linux-gnu) glibc=2.17 ;;
+    arm*-linux-gnueabi*) glibc=2.4 ;;
+    i?86-*-linux-gnu) glibc=2.0 ;;
+    riscv64*-linux-gnu) glibc=2.27 ;;
+    *) echo "error: no glibc symbol version known for $target; add it to $0" >&2; exit 1 ;;
+esac
+link_args=()
+for sym in cfgetispeed cfgetospeed cfsetispeed cfsetospeed cfsetspeed; do
+    link_args+=(-C "link-arg=-Wl,-u,$sym" -C "link-arg=-Wl,--defsym=\"$sym@GLIBC_$glibc\"=$sym")
+done
+
 # With --target, RUSTFLAGS reach only the target code (build scripts and proc macros stay
-# dynamic, as they must).
+# dynamic, as they must). The link arguments (and symbol stripping) go to the final link only.
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-    cargo build --release --locked --target "$target" -p jumpstarter-cli --bin jmp
+    cargo rustc --release --locked --target "$target" -p jumpstarter-cli --bin jmp -- -C strip=symbols "${link_args[@]}"
 
 bin="target/$target/release/jmp"
 mkdir -p "$out"

@@ -737,3 +737,41 @@ fn wait_output_stderr(mut child: std::process::Child, timeout: Duration) -> std:
         stderr: err.join().unwrap(),
     }
 }
+
+#[test]
+fn a_missing_hook_script_is_reported_at_start_and_when_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("hooks/prepare.sh");
+    let cfg = direct_config(
+        dir.path(),
+        &format!(
+            "hooks:\n  beforeLease:\n    script: {}\n    onFailure: warn\n",
+            missing.display()
+        ),
+    );
+    let exporter = start(&cfg, &["--tls-grpc-insecure"]);
+    let problem = format!(
+        "Error executing hook: hook script '{}' does not exist",
+        missing.display()
+    );
+    let mut cmd = our_shell(
+        dir.path(),
+        exporter.port,
+        &["--tls-grpc-insecure"],
+        &["echo", "ran"],
+    );
+    let out = ok(&run_timeout(&mut cmd, T));
+    assert!(
+        out.contains(&format!("Warning: beforeLease hook warning: {problem}")),
+        "{out}"
+    );
+    assert!(out.contains("ran\n"), "{out}");
+    let log = exporter.log();
+    assert!(
+        log.contains(&format!(
+            "WARNING  [jumpstarter_cli.jmp.run] beforeLease hook ({}:13:5): {problem}",
+            cfg.display()
+        )),
+        "{log}"
+    );
+}
