@@ -35,6 +35,7 @@ enum Command {
     #[command(alias = "sh", alias = "s")]
     Shell(Box<shell::ShellArgs>),
     /// Run an exporter: in direct mode (--tls-grpc-listener) clients connect to it over TCP
+    #[command(after_help = run::AFTER_HELP)]
     Run(Box<run::RunArgs>),
     /// Get the current Jumpstarter version
     #[command(alias = "ver", alias = "v")]

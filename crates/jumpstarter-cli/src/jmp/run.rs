@@ -27,6 +27,15 @@ use jumpstarter_exporter::Exporter;
 use jumpstarter_exporter::direct::{Control, DirectOptions, Outcome};
 use tokio::signal::unix::{SignalKind, signal};
 
+/// Shown after the options in `jmp run --help`.
+pub const AFTER_HELP: &str = "\
+Signals: SIGTERM, SIGINT or SIGQUIT stop gracefully (the afterLease hook runs if a session is \
+active, drivers are closed, sockets removed); a second one stops at once. SIGHUP stops once the \
+current session has ended (EndSession).
+
+Exit codes: 0 stopped; 1 could not start or failed; 2 usage error; 3 a hook with onFailure: exit \
+failed; 128+N stopped by signal N (e.g. 143 for SIGTERM).";
+
 /// Exit code when a hook with `onFailure: exit` failed.
 pub const EXIT_HOOK_FAILURE: i32 = 3;
 
