@@ -638,7 +638,9 @@ fn a_shell_that_vanishes_leaves_the_exporter_serving() {
             &format!("touch {}; j power on; sleep 60", started.display()),
         ],
     );
-    cmd.stdin(std::process::Stdio::null())
+    // Killed with SIGKILL below, it cannot remove its local socket: keep that in `dir`.
+    cmd.env("XDG_RUNTIME_DIR", dir.path())
+        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let mut shell = cmd.spawn().unwrap();
