@@ -114,6 +114,7 @@ fn main() {
     driver_calls(&env, &mut rows, &mut targets);
     streams(&env, &mut rows, &mut targets);
     memory(&env, &mut rows, &mut targets);
+    direct_mode(&env, &mut rows);
 
     let md = render(&rows, &targets, opts.quick);
     print!("{md}");
@@ -374,6 +375,80 @@ fn memory(env: &Env, rows: &mut Vec<Row>, targets: &mut Vec<Target>) {
         format!("{ours_idle:.1} MB / {ours_rss:.1} MB; {ours_peak:.1} MB"),
         format!("{up_idle:.0} MB / {up_rss:.0} MB; {up_peak:.0} MB"),
         up_idle / ours_idle,
+    ));
+}
+
+/// Direct mode: `jmp run --tls-grpc-listener` start-up, a direct shell end to end, and the idle
+/// exporter's memory.
+fn direct_mode(env: &Env, rows: &mut Vec<Row>) {
+    eprintln!("jmp run start to ready...");
+    let ready = |jmp: &Path, n: usize| {
+        let samples: Vec<f64> = (0..n)
+            .map(|_| {
+                let exporter = RunExporter::start(jmp, &env.config);
+                let ms = exporter.wait_ready();
+                exporter.stop();
+                ms
+            })
+            .collect();
+        median(samples)
+    };
+    // One warm-up each (page cache), then the measured runs.
+    ready(&env.our_jmp, 1);
+    ready(&env.up_jmp, 1);
+    let ours = ready(&env.our_jmp, env.n(5, 20));
+    let up = ready(&env.up_jmp, env.n(2, 5));
+    rows.push(Row::new(
+        "`jmp run --tls-grpc-listener` start to ready (spawn until GetStatus over TCP says LEASE_READY; median)",
+        format!("{ours:.1} ms"),
+        format!("{up:.0} ms"),
+        up / ours,
+    ));
+
+    eprintln!("jmp shell --tls-grpc -- j power on...");
+    let ours_run = RunExporter::start(&env.our_jmp, &env.config);
+    let up_run = RunExporter::start(&env.up_jmp, &env.config);
+    ours_run.wait_ready();
+    up_run.wait_ready();
+    let shell = |jmp: &Path, bin_dir: &Path, port: u16| {
+        let mut c = Command::new(jmp);
+        c.env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin_dir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("TERM", "dumb")
+        .args(["shell", "--tls-grpc", &format!("127.0.0.1:{port}")])
+        .args(["--tls-grpc-insecure", "--", "j", "power", "on"]);
+        c
+    };
+    let ours = median(time_runs(env.n(10, 30), || {
+        shell(&env.our_jmp, env.our_j.parent().unwrap(), ours_run.port)
+    }));
+    let up = median(time_runs(env.n(2, 5), || {
+        shell(&env.up_jmp, &env.venv_bin, up_run.port)
+    }));
+    rows.push(Row::new(
+        "`jmp shell --tls-grpc HOST:PORT --tls-grpc-insecure -- j power on` against a running `jmp run` of the same side (median wall time)",
+        format!("{ours:.1} ms"),
+        format!("{up:.0} ms"),
+        up / ours,
+    ));
+
+    eprintln!("idle jmp run memory...");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let ours = ours_run.tree_rss_mb();
+    let up = up_run.tree_rss_mb();
+    ours_run.stop();
+    up_run.stop();
+    rows.push(Row::new(
+        "Idle `jmp run` exporter in direct mode, after one shell session (RSS of the process tree: upstream runs a supervising parent and a serving child)",
+        format!("{ours:.1} MB"),
+        format!("{up:.0} MB"),
+        up / ours,
     ));
 }
 

@@ -267,3 +267,133 @@ pub fn pingpong_server(path: &Path) {
         }
     }
 }
+
+/// A `jmp run --tls-grpc-listener` (ours or upstream's) on a free port, stopped (SIGTERM, then
+/// SIGKILL for it and its descendants) when dropped.
+pub struct RunExporter {
+    child: Child,
+    pub port: u16,
+    pub started: Instant,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl RunExporter {
+    pub fn start(jmp: &Path, config: &Path) -> RunExporter {
+        let port = free_port();
+        let started = Instant::now();
+        let child = Command::new(jmp)
+            .env("TERM", "dumb")
+            .arg("run")
+            .arg("--exporter-config")
+            .arg(config)
+            .args([
+                "--tls-grpc-listener",
+                &format!("127.0.0.1:{port}"),
+                "--tls-grpc-insecure",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start jmp run");
+        RunExporter {
+            child,
+            port,
+            started,
+        }
+    }
+
+    /// Waits until GetStatus over TCP says LEASE_READY; returns the time since the start (ms).
+    pub fn wait_ready(&self) -> f64 {
+        use jumpstarter_core::Client;
+        use jumpstarter_core::transport::{Dial, Target};
+        let target = Target::Tcp {
+            host: "127.0.0.1".into(),
+            port: self.port,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Ok(c) = Client::dial(&target, &Dial::default()).await
+                    && let Ok(s) = c.get_status().await
+                    && s.status == jumpstarter_protocol::v1::ExporterStatus::LeaseReady as i32
+                {
+                    return self.started.elapsed().as_secs_f64() * 1000.0;
+                }
+                assert!(Instant::now() < deadline, "jmp run did not become ready");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    }
+
+    /// Resident memory of the process and its descendants (upstream forks a serving child), MB.
+    pub fn tree_rss_mb(&self) -> f64 {
+        let mut pids = vec![self.child.id()];
+        let mut i = 0;
+        while i < pids.len() {
+            let parent = pids[i];
+            if let Ok(entries) = std::fs::read_dir("/proc") {
+                for e in entries.flatten() {
+                    let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                        continue;
+                    };
+                    let ppid = std::fs::read_to_string(format!("/proc/{p}/stat"))
+                        .ok()
+                        .and_then(|s| {
+                            s.rsplit_once(')')
+                                .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse().ok())
+                        });
+                    if ppid == Some(parent) && !pids.contains(&p) {
+                        pids.push(p);
+                    }
+                }
+            }
+            i += 1;
+        }
+        pids.iter()
+            .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+            .filter_map(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+            .sum::<f64>()
+            / 1024.0
+    }
+
+    /// SIGTERM and wait (upstream forwards it to its serving child).
+    pub fn stop(mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RunExporter {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

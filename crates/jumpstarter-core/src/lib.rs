@@ -5,13 +5,16 @@
 //!   constructors keyed by upstream `type:` strings.
 //! * [`session`]: one tree served as `ExporterService` + `RouterService`.
 //! * [`stream`]: the frame <-> byte-stream bridge, written once.
-//! * [`client`] and [`transport`]: reaching a session and driving its drivers.
+//! * [`client`] and [`transport`]: reaching a session and driving its drivers; [`tls`]: rustls
+//!   configs for direct mode; [`forward`]: a local socket relaying every call to a remote
+//!   session (what `jmp shell --tls-grpc` gives `j`).
 //! * [`resource`]: resource handles (flash/dump transfers), encodings, presigned HTTP.
 //! * [`logs`]: what `LogStream` serves.
 //! * [`testing`]: `serve(tree)`, a driver tree behind a real session on a temporary socket.
 
 pub mod client;
 pub mod driver;
+pub mod forward;
 pub mod logs;
 pub mod registry;
 pub mod resource;
@@ -19,6 +22,7 @@ pub mod session;
 pub mod socket;
 pub mod stream;
 pub mod testing;
+pub mod tls;
 pub mod transport;
 pub mod tree;
 

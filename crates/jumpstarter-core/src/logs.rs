@@ -113,6 +113,16 @@ impl LogHub {
         let _ = self.inner.tx.send(record);
     }
 
+    /// Forgets the backlog (a new session starts: new readers should not see the old one's
+    /// records). Current readers are not affected.
+    pub fn clear_backlog(&self) {
+        self.inner
+            .backlog
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// The backlog, and a receiver for everything published after it.
     pub fn subscribe(&self) -> (Vec<LogRecord>, broadcast::Receiver<LogRecord>) {
         let backlog = self.inner.backlog.lock().unwrap_or_else(|e| e.into_inner());
@@ -239,6 +249,10 @@ mod tests {
         let (backlog, _) = hub.subscribe();
         assert_eq!(backlog.len(), BACKLOG);
         assert_eq!(backlog[0].message, "10");
+        hub.clear_backlog();
+        log.info("fresh");
+        let (backlog, _) = hub.subscribe();
+        assert_eq!(backlog.len(), 1);
     }
 
     #[test]

@@ -6,17 +6,31 @@
 //! The gRPC channel is a bare HTTP/2 connection ([`H2Channel`]) driven by one task: no
 //! connection pool and no request buffer task in between, which keeps a call's round trip to a
 //! couple of context switches.
+//!
+//! [`H2Channel::dial`] reaches TCP targets in plaintext or over TLS ([`crate::tls`]) and can
+//! attach the direct-mode passphrase (`x-jumpstarter-passphrase`) to every call. As upstream,
+//! the passphrase is only ever sent to TCP targets, never over unix sockets.
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use http::{HeaderMap, HeaderValue};
 use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::session::{CONNECTION_WINDOW, MAX_FRAME_SIZE, STREAM_WINDOW};
+use crate::tls;
+
+/// How long connecting (TCP and TLS handshake) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// HTTP/2 keepalive on TCP channels (upstream's client settings: 20 s, 180 s timeout).
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Where a session is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,15 +67,50 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// How to reach a TCP target.
+#[derive(Debug, Clone, Default)]
+pub struct Dial {
+    /// TLS client config; `None` is plaintext h2c.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Sent as `x-jumpstarter-passphrase` on every call (TCP targets only).
+    pub passphrase: Option<String>,
+}
+
+/// Why a target could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("{0}")]
+    Connect(#[source] std::io::Error),
+    #[error("connection to {target} timed out after {secs} s", secs = CONNECT_TIMEOUT.as_secs())]
+    Timeout { target: String },
+    #[error("TLS handshake with {target} failed: {source}")]
+    Tls {
+        target: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    TlsSetup(#[from] tls::TlsError),
+    #[error("the passphrase must be printable ASCII text")]
+    Passphrase,
+    #[error("HTTP/2 handshake failed: {0}")]
+    Http2(#[source] hyper::Error),
+}
+
 /// A gRPC channel over one HTTP/2 connection.
 #[derive(Clone)]
 pub struct H2Channel {
     send: http2::SendRequest<tonic::body::Body>,
+    origin: http::Uri,
+    /// Metadata added to every request (the passphrase).
+    headers: Arc<HeaderMap>,
 }
 
 impl std::fmt::Debug for H2Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("H2Channel").finish_non_exhaustive()
+        f.debug_struct("H2Channel")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
     }
 }
 
@@ -71,35 +120,127 @@ impl H2Channel {
     where
         IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let (send, conn) = http2::Builder::new(TokioExecutor::new())
+        Self::handshake_with(io, origin(), HeaderMap::new(), false).await
+    }
+
+    /// [`H2Channel::handshake`] with the origin put on requests, metadata for every request,
+    /// and optionally HTTP/2 keepalive pings (for TCP).
+    pub async fn handshake_with<IO>(
+        io: IO,
+        origin: http::Uri,
+        headers: HeaderMap,
+        keepalive: bool,
+    ) -> Result<H2Channel, hyper::Error>
+    where
+        IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
-            .max_frame_size(MAX_FRAME_SIZE)
-            .handshake(TokioIo::new(io))
-            .await?;
+            .max_frame_size(MAX_FRAME_SIZE);
+        if keepalive {
+            builder
+                .timer(TokioTimer::new())
+                .keep_alive_interval(KEEPALIVE_INTERVAL)
+                .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                .keep_alive_while_idle(true);
+        }
+        let (send, conn) = builder.handshake(TokioIo::new(io)).await?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("session connection ended: {e}");
             }
         });
-        Ok(H2Channel { send })
+        Ok(H2Channel {
+            send,
+            origin,
+            headers: Arc::new(headers),
+        })
     }
 
-    /// Connects to a target (plaintext; TLS targets are handled by the caller's IO).
+    /// Connects to a target in plaintext, without a passphrase.
     pub async fn connect(target: &Target) -> std::io::Result<H2Channel> {
+        Self::dial(target, &Dial::default())
+            .await
+            .map_err(|e| match e {
+                DialError::Connect(e) => e,
+                other => std::io::Error::other(other.to_string()),
+            })
+    }
+
+    /// Connects to a target: unix sockets in plaintext; TCP targets in plaintext or TLS as
+    /// `dial` says, with its passphrase.
+    pub async fn dial(target: &Target, dial: &Dial) -> Result<H2Channel, DialError> {
         match target {
             Target::Unix(path) => {
-                let io = tokio::net::UnixStream::connect(path).await?;
-                Self::handshake(io).await.map_err(std::io::Error::other)
+                let io = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(DialError::Connect)?;
+                Self::handshake(io).await.map_err(DialError::Http2)
             }
             Target::Tcp { host, port } => {
-                let io = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
-                io.set_nodelay(true)?;
-                Self::handshake(io).await.map_err(std::io::Error::other)
+                let mut headers = HeaderMap::new();
+                if let Some(p) = &dial.passphrase {
+                    let value = HeaderValue::from_str(p).map_err(|_| DialError::Passphrase)?;
+                    headers.insert(jumpstarter_protocol::metadata::PASSPHRASE, value);
+                }
+                let shown = target.to_string();
+                let connect = async {
+                    let io: Box<dyn Io>;
+                    let scheme;
+                    let tcp = tokio::net::TcpStream::connect((host.as_str(), *port))
+                        .await
+                        .map_err(DialError::Connect)?;
+                    tcp.set_nodelay(true).map_err(DialError::Connect)?;
+                    match &dial.tls {
+                        None => (io, scheme) = (Box::new(tcp) as Box<dyn Io>, "http"),
+                        Some(config) => {
+                            let name = tls::server_name(host)?;
+                            let tls = tokio_rustls::TlsConnector::from(config.clone())
+                                .connect(name, tcp)
+                                .await
+                                .map_err(|source| DialError::Tls {
+                                    target: shown.clone(),
+                                    source,
+                                })?;
+                            (io, scheme) = (Box::new(tls) as Box<dyn Io>, "https");
+                        }
+                    }
+                    Ok::<_, DialError>((io, scheme))
+                };
+                let (io, scheme) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+                    .await
+                    .map_err(|_| DialError::Timeout {
+                        target: shown.clone(),
+                    })??;
+                let origin = http::Uri::builder()
+                    .scheme(scheme)
+                    .authority(shown.as_str())
+                    .path_and_query("/")
+                    .build()
+                    .unwrap_or_else(|_| origin());
+                Self::handshake_with(io, origin, headers, true)
+                    .await
+                    .map_err(DialError::Http2)
             }
         }
     }
+
+    /// The origin requests carry (`scheme://authority`).
+    pub fn origin(&self) -> http::Uri {
+        self.origin.clone()
+    }
+
+    /// Whether the connection is gone (no further request can succeed).
+    pub fn is_closed(&self) -> bool {
+        self.send.is_closed()
+    }
 }
+
+/// A boxed byte stream (TCP or TLS over TCP).
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 impl tower::Service<http::Request<tonic::body::Body>> for H2Channel {
     type Response = http::Response<hyper::body::Incoming>;
@@ -111,7 +252,10 @@ impl tower::Service<http::Request<tonic::body::Body>> for H2Channel {
         self.send.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<tonic::body::Body>) -> Self::Future {
+        for (k, v) in self.headers.iter() {
+            req.headers_mut().insert(k, v.clone());
+        }
         Box::pin(self.send.send_request(req))
     }
 }

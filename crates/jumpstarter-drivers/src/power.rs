@@ -43,10 +43,15 @@ const METHODS: &[Method] = &[
     Method::unary("on").help("Power on"),
     Method::unary("off").help("Power off"),
     Method::streaming("read").help("Read power measurements"),
+    Method::unary("get_state").help("Current power state: \"on\" or \"off\" (not upstream)"),
 ];
 
 /// `MockPower` and `SyncMockPower`: log `power on` / `power off` and report two readings,
 /// (0 V, 0 A) then (5 V, 2 A). The power state is kept so tests can observe it.
+///
+/// Not in upstream: a unary `get_state` method (no arguments) returns `"on"` or `"off"`, so a
+/// client can observe what other clients (or lifecycle hooks) did to the mock. Upstream's
+/// `PowerClient` never calls it, and it does not appear in the report.
 pub struct MockPower {
     logger: Logger,
     on: AtomicBool,
@@ -93,6 +98,7 @@ impl Driver for MockPower {
                 self.logger.info("power off");
                 Ok(Value::Null)
             }
+            "get_state" => Ok(Value::from(if self.is_on() { "on" } else { "off" })),
             other => Err(DriverError::method_not_found(other)),
         }
     }
@@ -211,8 +217,11 @@ mod tests {
         let served = serve_with_logs(tree, logs.clone()).await.unwrap();
         let power = PowerClient::new(served.client.get("power").unwrap().clone());
         assert_eq!(power.driver.client_class(), POWER_CLIENT);
+        let state = || async { power.driver.call("get_state", vec![]).await.unwrap() };
+        assert_eq!(state().await, "off");
         power.on().await.unwrap();
         assert!(driver.is_on());
+        assert_eq!(state().await, "on");
         let readings: Vec<PowerReading> = power
             .read()
             .await
@@ -236,6 +245,7 @@ mod tests {
         assert_eq!(readings[1].apparent_power(), 10.0);
         power.off().await.unwrap();
         assert!(!driver.is_on());
+        assert_eq!(state().await, "off");
         let (backlog, _) = logs.subscribe();
         let msgs: Vec<&str> = backlog.iter().map(|r| r.message.as_str()).collect();
         assert_eq!(msgs, ["power on", "power off"]);

@@ -6,9 +6,17 @@
 //!
 //! Modes, and which layer provides them:
 //! * local (`jmp shell --exporter-config`): [`Exporter::start_local`], one session on a private
-//!   unix socket, LEASE_READY at once, no hooks;
-//! * direct (`jmp run --tls-grpc-listener`) and controller mode build on the same
-//!   [`Exporter::new_session`] with their own listeners.
+//!   unix socket, LEASE_READY at once, no hooks (as upstream);
+//! * direct (`jmp run --tls-grpc-listener`): [`Exporter::start_direct`] and
+//!   [`direct::DirectExporter::run`], a TCP listener (TLS, passphrase) plus a hook socket, with
+//!   the lifecycle hooks of [`hooks`] walked by [`lease`];
+//! * controller mode (not built yet) will serve [`Exporter::new_session`] per lease through
+//!   router tunnels and reuse [`lease`] for the hooks.
+
+pub mod direct;
+mod group;
+pub mod hooks;
+pub mod lease;
 
 use std::path::Path;
 use std::time::Duration;
@@ -81,7 +89,24 @@ impl Exporter {
         let tree = self.build_tree(&logs)?;
         let session = Session::new(tree, logs, self.uuid);
         session.reset().await;
+        session.set_motd(self.config.motd.clone().unwrap_or_default());
         Ok(session)
+    }
+
+    /// Problems with the configured hooks that can be seen before they run (a script file that
+    /// is missing or unreadable), for warnings at start-up.
+    pub fn hook_problems(&self) -> Vec<String> {
+        let hooks = &self.config.hooks;
+        [
+            (hooks::HookKind::BeforeLease, hooks.before_lease.as_ref()),
+            (hooks::HookKind::AfterLease, hooks.after_lease.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(kind, hook)| {
+            let hook = hook?;
+            hooks::check(hook).map(|p| format!("{} hook ({}): {p}", kind.name(), hook.at))
+        })
+        .collect()
     }
 
     /// Local mode: one session on a private unix socket, ready at once.

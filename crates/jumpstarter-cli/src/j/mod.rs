@@ -22,7 +22,8 @@ mod usage;
 use std::ffi::OsString;
 
 use jumpstarter_core::Client;
-use jumpstarter_core::transport::Target;
+use jumpstarter_core::tls;
+use jumpstarter_core::transport::{Dial, Target};
 
 pub use allow::Allow;
 
@@ -56,16 +57,14 @@ pub fn main(args: Vec<OsString>) -> i32 {
 async fn run(host: String, args: Vec<OsString>) -> i32 {
     crate::logging::init(&early_log_level(&args), crate::logging::Sink::Stdout);
     let target = Target::parse(&host);
-    if let Target::Tcp { .. } = target
-        && !insecure_env()
-    {
-        eprintln!(
-            "Error: TLS connections to {target} are not available in this build yet; \
-             set JMP_GRPC_INSECURE=1 for a plaintext exporter"
-        );
-        return 1;
-    }
-    let client = match Client::connect(&target).await {
+    let dial = match dial_options(&target) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return 1;
+        }
+    };
+    let client = match Client::dial(&target, &dial).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("Error: {e}");
@@ -74,6 +73,29 @@ async fn run(host: String, args: Vec<OsString>) -> i32 {
     };
     let allow = Allow::from_env();
     tree::run(&client, &allow, args).await
+}
+
+/// How `j` reaches a TCP target (a direct-mode exporter), as upstream's `j` does:
+/// `JMP_GRPC_INSECURE=1` (or `JUMPSTARTER_GRPC_INSECURE=1`) means plaintext, otherwise TLS
+/// verified against `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH` or the system store; the passphrase
+/// comes from `JMP_GRPC_PASSPHRASE`. Unix socket targets use neither.
+fn dial_options(target: &Target) -> Result<Dial, String> {
+    if let Target::Unix(_) = target {
+        return Ok(Dial::default());
+    }
+    let tls = if insecure_env() {
+        None
+    } else {
+        let roots = tls::default_roots().map_err(|e| e.to_string())?;
+        Some(
+            tls::client_config(&tls::ServerTrust::Roots(std::sync::Arc::new(roots)))
+                .map_err(|e| e.to_string())?,
+        )
+    };
+    let passphrase = std::env::var("JMP_GRPC_PASSPHRASE")
+        .ok()
+        .filter(|p| !p.is_empty());
+    Ok(Dial { tls, passphrase })
 }
 
 fn insecure_env() -> bool {

@@ -1,5 +1,7 @@
 //! `jmp`: the management CLI.
 
+mod direct;
+mod run;
 mod shell;
 
 use std::ffi::OsString;
@@ -32,6 +34,9 @@ enum Command {
     /// an exporter leased from a controller
     #[command(alias = "sh", alias = "s")]
     Shell(Box<shell::ShellArgs>),
+    /// Run an exporter: in direct mode (--tls-grpc-listener) clients connect to it over TCP
+    #[command(after_help = run::AFTER_HELP)]
+    Run(Box<run::RunArgs>),
     /// Get the current Jumpstarter version
     #[command(alias = "ver", alias = "v")]
     Version(VersionArgs),
@@ -58,20 +63,31 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Version(v) => version(v.output.as_deref()),
         Command::Shell(args) => {
             logging::init(&cli.log_level, logging::Sink::Stdout);
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("Error: cannot start the runtime: {e}");
-                    return 1;
-                }
-            };
-            rt.block_on(shell::run(*args))
+            with_runtime(shell::run(*args))
+        }
+        Command::Run(args) => {
+            logging::init(&cli.log_level, logging::Sink::Stderr);
+            with_runtime(run::run(*args))
         }
     }
+}
+
+fn with_runtime(f: impl std::future::Future<Output = i32>) -> i32 {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let code = rt.block_on(f);
+    // Do not wait for blocked reader threads (stdin) or stray blocking tasks.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    code
 }
 
 fn version(output: Option<&str>) -> i32 {

@@ -4,6 +4,10 @@
 //! process on a private unix socket and spawns `$SHELL` (or the command after `--`) with
 //! `JUMPSTARTER_HOST` pointing at it. Unlike upstream 0.9.0 (which always exits 0 here), the
 //! exit code is the child's (128+N when the child dies of signal N).
+//!
+//! Direct mode (`--tls-grpc HOST:PORT`) is in [`super::direct`]. Interactive shells print the
+//! exporter's message of the day first (config `motd`, plus what a beforeLease hook added), as
+//! upstream does after 0.9.0.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -78,9 +82,16 @@ fn usage_error(message: &str) -> i32 {
 }
 
 pub async fn run(args: ShellArgs) -> i32 {
-    if args.tls_grpc.is_some() {
-        eprintln!("Error: direct mode (--tls-grpc) is not available in this build yet");
-        return 1;
+    // As upstream, --tls-grpc wins over config options.
+    if let Some(address) = &args.tls_grpc {
+        return super::direct::run(super::direct::DirectShell {
+            address,
+            insecure: args.tls_grpc_insecure,
+            passphrase: args.passphrase.clone(),
+            exporter_logs: args.exporter_logs,
+            command: &args.command,
+        })
+        .await;
     }
     let given = [
         args.client.is_some(),
@@ -139,6 +150,12 @@ async fn local(path: &Path, command: &[OsString]) -> i32 {
             return 1;
         }
     };
+    if command.is_empty() {
+        let motd = local.session.motd();
+        if !motd.trim().is_empty() {
+            println!("{}", motd.trim_end());
+        }
+    }
     let env = [
         ("JUMPSTARTER_HOST", local.path().as_os_str().to_owned()),
         ("JMP_DRIVERS_ALLOW", "UNSAFE".into()),

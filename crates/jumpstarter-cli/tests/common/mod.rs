@@ -307,3 +307,255 @@ pub async fn sha256_of(path: &Path, e: Option<jumpstarter_core::Encoding>) -> (S
     }
     (hex::encode(sha.finalize()), total)
 }
+
+/// A free TCP port on 127.0.0.1 (for upstream's `jmp run`, which wants a real port).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A test CA and a server certificate for `localhost` / `127.0.0.1` signed by it:
+/// `(ca.pem, cert.pem, key.pem)` in `dir`, names prefixed with `name`.
+pub fn write_ca(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{name} test CA"));
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let paths = (
+        dir.join(format!("{name}-ca.pem")),
+        dir.join(format!("{name}-cert.pem")),
+        dir.join(format!("{name}-key.pem")),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, leaf.pem()).unwrap();
+    std::fs::write(&paths.2, leaf_key.serialize_pem()).unwrap();
+    paths
+}
+
+/// Every descendant of `pid` (children first found, then theirs), from /proc.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat"))
+                && let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r.to_owned())
+                && let Some(ppid) = rest
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u32>().ok())
+            {
+                parent_of.push((p, ppid));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for &(child, parent) in &parent_of {
+            if parent == p && !out.contains(&child) {
+                out.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    out
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        let state = s
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .unwrap_or("");
+        state != "Z" && state != "X"
+    })
+}
+
+fn send(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
+/// A running `jmp run` (ours or upstream's) with its stderr collected. Dropping it stops it
+/// (SIGTERM, again, then SIGKILL for it and every process it started), so a failing test
+/// leaves nothing behind.
+pub struct RunningExporter {
+    child: Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    pub port: u16,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningExporter {
+    /// Starts `cmd` (a `jmp run ...` command) and waits until it listens on TCP. Ours says
+    /// where in its first log line (port 0 allowed); for upstream's, give `port`.
+    pub fn start(cmd: &mut Command, port: Option<u16>) -> RunningExporter {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let mut running = RunningExporter {
+            child,
+            log,
+            port: port.unwrap_or(0),
+            reader: Some(reader),
+        };
+        match port {
+            Some(p) => {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
+                    if let Ok(Some(status)) = running.child.try_wait() {
+                        panic!("exporter exited with {status}:\n{}", running.log());
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "exporter never listened:\n{}",
+                        running.log()
+                    );
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            None => {
+                let log = running.wait_log("Session server started on 127.0.0.1:");
+                let port = log
+                    .split("Session server started on 127.0.0.1:")
+                    .nth(1)
+                    .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|p| p.parse().ok())
+                    .expect("port in the start line");
+                running.port = port;
+            }
+        }
+        running
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle`; returns the log.
+    pub fn wait_log(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the reader catch up with the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                let log = self.log();
+                if log.contains(needle) {
+                    return log;
+                }
+                panic!("exporter exited ({status}) before logging {needle:?}:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not logged within 60 s:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        send(self.child.id(), sig);
+    }
+
+    /// Waits for the exporter to exit; returns its status and complete log.
+    pub fn wait_exit(&mut self, timeout: Duration) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                if let Some(r) = self.reader.take() {
+                    let _ = r.join();
+                }
+                return (status, self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "exporter still running after {timeout:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RunningExporter {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let pid = self.child.id();
+        let mut family = descendants(pid);
+        for _ in 0..2 {
+            send(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                for d in descendants(pid) {
+                    if !family.contains(&d) {
+                        family.push(d);
+                    }
+                }
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for d in family {
+            send(d, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// An exporter config with a MockPower, an echo network driver and `extra` appended (hooks).
+pub fn direct_config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("direct.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: jumpstarter.dev/v1alpha1\nkind: ExporterConfig\nmetadata:\n  namespace: default\n  name: direct\nexport:\n  power:\n    type: jumpstarter_driver_power.driver.MockPower\n  echo:\n    type: jumpstarter_driver_network.driver.EchoNetwork\n{extra}"
+        ),
+    )
+    .unwrap();
+    path
+}

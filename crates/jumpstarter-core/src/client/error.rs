@@ -63,6 +63,9 @@ pub enum ClientError {
     /// The session could not be reached, or did not answer GetReport.
     #[error("Exporter did not respond to initial connection: {0}")]
     Connect(String),
+    /// The exporter refused the passphrase (direct mode).
+    #[error("Authentication failed: {0}")]
+    Unauthenticated(String),
     #[error("{0}")]
     Call(CallError),
     /// The report does not describe a valid tree.

@@ -25,7 +25,7 @@ pub use resource::{Progress, ResourceStream};
 pub use stream::DriverStream;
 pub use tonic::Code;
 
-use crate::transport::{H2Channel, Target, origin};
+use crate::transport::{Dial, H2Channel, Target};
 use crate::tree::{CLIENT_LABEL, NAME_LABEL};
 
 /// gRPC stubs sharing one connection.
@@ -37,8 +37,9 @@ pub(crate) struct Rpc {
 
 impl Rpc {
     fn new(channel: H2Channel) -> Rpc {
+        let origin = channel.origin();
         Rpc {
-            exporter: ExporterServiceClient::with_origin(channel.clone(), origin()),
+            exporter: ExporterServiceClient::with_origin(channel.clone(), origin),
             channel,
         }
     }
@@ -50,12 +51,21 @@ pub struct Client {
     rpc: Rpc,
     uuid: String,
     root: DriverClient,
+    motd: String,
 }
 
 impl Client {
     /// Connects to a `JUMPSTARTER_HOST`-style target and reads the report.
     pub async fn connect(target: &Target) -> Result<Client, ClientError> {
         let channel = H2Channel::connect(target)
+            .await
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        Self::from_channel(channel).await
+    }
+
+    /// Connects to a target as `dial` says (TLS, passphrase) and reads the report.
+    pub async fn dial(target: &Target, dial: &Dial) -> Result<Client, ClientError> {
+        let channel = H2Channel::dial(target, dial)
             .await
             .map_err(|e| ClientError::Connect(e.to_string()))?;
         Self::from_channel(channel).await
@@ -70,7 +80,11 @@ impl Client {
             .get_report(())
             .await
             .map_err(|s| {
-                ClientError::Connect(format!("{}: {}", error::code_name(s.code()), s.message()))
+                if s.code() == Code::Unauthenticated {
+                    ClientError::Unauthenticated(s.message().to_owned())
+                } else {
+                    ClientError::Connect(format!("{}: {}", error::code_name(s.code()), s.message()))
+                }
             })?
             .into_inner();
         let root = build_tree(&rpc, report.reports)?;
@@ -78,7 +92,20 @@ impl Client {
             rpc,
             uuid: report.uuid,
             root,
+            motd: report.motd,
         })
+    }
+
+    /// The message of the day from the report (empty when the exporter has none).
+    pub fn motd(&self) -> &str {
+        &self.motd
+    }
+
+    /// Calls `GetReport` again (the message of the day may have grown since connecting).
+    pub async fn get_report(
+        &self,
+    ) -> Result<jumpstarter_protocol::v1::GetReportResponse, tonic::Status> {
+        Ok(self.rpc.exporter.clone().get_report(()).await?.into_inner())
     }
 
     /// The session (exporter) uuid from the report.

@@ -135,8 +135,7 @@ impl DriverStream {
             .map_err(|e| ClientError::shape(method, format!("bad stream request: {e}")))?;
         req.metadata_mut()
             .insert(jumpstarter_protocol::metadata::REQUEST, value);
-        let mut grpc =
-            tonic::client::Grpc::with_origin(rpc.channel.clone(), crate::transport::origin());
+        let mut grpc = tonic::client::Grpc::with_origin(rpc.channel.clone(), rpc.channel.origin());
         grpc.ready()
             .await
             .map_err(|e| ClientError::Connect(e.to_string()))?;

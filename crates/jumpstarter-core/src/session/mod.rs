@@ -3,6 +3,7 @@
 //! The session knows drivers and streams, nothing about how it is reached: the exporter
 //! runtime decides which listeners (unix socket, TCP, router tunnel) feed it connections.
 
+mod listen;
 mod service;
 mod status;
 
@@ -25,6 +26,10 @@ use uuid::Uuid;
 use crate::logs::{LogHub, Logger};
 use crate::tree::DriverTree;
 
+pub use listen::{
+    ListenOptions, PassphraseGuard, PassphraseLayer, SERVER_KEEPALIVE_INTERVAL,
+    SERVER_KEEPALIVE_TIMEOUT, ServerConn, TLS_HANDSHAKE_TIMEOUT, constant_time_eq, tcp_incoming,
+};
 pub use status::StatusState;
 
 /// Handles `EndSession` when the session belongs to a lease (set by the exporter runtime).
@@ -44,9 +49,11 @@ struct Inner {
     tree: DriverTree,
     report: GetReportResponse,
     status: watch::Sender<StatusState>,
+    status_updates: tokio::sync::broadcast::Sender<StatusState>,
     logs: LogHub,
     system: Logger,
     end_session: Mutex<Option<EndSessionHandler>>,
+    motd: Mutex<String>,
     compression: bool,
     cancel: CancellationToken,
     closed: tokio::sync::OnceCell<()>,
@@ -75,6 +82,7 @@ impl Session {
             labels: HashMap::new(),
             reports: tree.report(),
             alternative_endpoints: Vec::new(),
+            motd: String::new(),
         };
         let system = logs.system_logger();
         Session {
@@ -84,9 +92,11 @@ impl Session {
                 tree,
                 report,
                 status: watch::Sender::new(StatusState::default()),
+                status_updates: tokio::sync::broadcast::channel(64).0,
                 logs,
                 system,
                 end_session: Mutex::new(None),
+                motd: Mutex::new(String::new()),
                 compression: !std::env::var("JMP_DISABLE_COMPRESSION").is_ok_and(|v| v == "1"),
                 cancel: CancellationToken::new(),
                 closed: tokio::sync::OnceCell::new(),
@@ -122,8 +132,43 @@ impl Session {
         &self.inner.tree
     }
 
+    /// The report without the message of the day (see [`Session::full_report`]).
     pub fn report(&self) -> &GetReportResponse {
         &self.inner.report
+    }
+
+    /// What `GetReport` answers: the report with the current message of the day.
+    pub fn full_report(&self) -> GetReportResponse {
+        let mut report = self.inner.report.clone();
+        report.motd = self.motd();
+        report
+    }
+
+    /// The message of the day (`GetReportResponse.motd`, a field added after 0.9.0).
+    pub fn motd(&self) -> String {
+        self.inner
+            .motd
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the message of the day.
+    pub fn set_motd(&self, motd: impl Into<String>) {
+        *self.inner.motd.lock().unwrap_or_else(|e| e.into_inner()) = motd.into();
+    }
+
+    /// Appends a paragraph to the message of the day (a newline between non-empty parts).
+    pub fn append_motd(&self, text: &str) {
+        let text = text.trim();
+        if text.is_empty() {
+            return;
+        }
+        let mut motd = self.inner.motd.lock().unwrap_or_else(|e| e.into_inner());
+        if !motd.is_empty() {
+            motd.push('\n');
+        }
+        motd.push_str(text);
     }
 
     pub fn logs(&self) -> &LogHub {
@@ -133,7 +178,16 @@ impl Session {
     /// Moves to a new status (a repeat of the same status still counts as an update).
     pub fn set_status(&self, status: ExporterStatus, message: impl Into<String>) {
         let message = message.into();
-        self.inner.status.send_modify(|s| s.update(status, message));
+        tracing::debug!(status = status.as_str_name(), "status: {message}");
+        self.inner.status.send_modify(|s| {
+            s.update(status, message);
+            let _ = self.inner.status_updates.send(s.clone());
+        });
+    }
+
+    /// Every status update from now on, none skipped (up to 64 unread).
+    pub fn status_updates(&self) -> tokio::sync::broadcast::Receiver<StatusState> {
+        self.inner.status_updates.subscribe()
     }
 
     pub fn status(&self) -> StatusState {
@@ -202,8 +256,35 @@ impl Session {
         Ok(self.serve_incoming(incoming, Some(path.to_owned())))
     }
 
+    /// Serves the session on a bound TCP listener, through TLS when `tls` is given.
+    pub fn serve_tcp(
+        &self,
+        listener: tokio::net::TcpListener,
+        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+        options: &ListenOptions,
+    ) -> ServerHandle {
+        self.serve_incoming_with(tcp_incoming(listener, tls), None, options)
+    }
+
     /// Serves the session on any stream of connections (unix, TCP, router tunnels...).
     pub fn serve_incoming<S, IO, E>(&self, incoming: S, socket: Option<PathBuf>) -> ServerHandle
+    where
+        S: futures::Stream<Item = Result<IO, E>> + Send + 'static,
+        IO: AsyncRead + AsyncWrite + tonic::transport::server::Connected + Send + Unpin + 'static,
+        IO::ConnectInfo: Clone + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+    {
+        self.serve_incoming_with(incoming, socket, &ListenOptions::default())
+    }
+
+    /// [`Session::serve_incoming`] with listener options (passphrase, keepalive). `socket` is
+    /// a socket file to remove when the listener stops.
+    pub fn serve_incoming_with<S, IO, E>(
+        &self,
+        incoming: S,
+        socket: Option<PathBuf>,
+        options: &ListenOptions,
+    ) -> ServerHandle
     where
         S: futures::Stream<Item = Result<IO, E>> + Send + 'static,
         IO: AsyncRead + AsyncWrite + tonic::transport::server::Connected + Send + Unpin + 'static,
@@ -213,7 +294,14 @@ impl Session {
         let (exporter, router) = self.services();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let cancel = self.inner.cancel.clone();
-        let server = server_builder()
+        let mut builder = server_builder();
+        if options.keepalive {
+            builder = builder
+                .http2_keepalive_interval(Some(SERVER_KEEPALIVE_INTERVAL))
+                .http2_keepalive_timeout(Some(SERVER_KEEPALIVE_TIMEOUT));
+        }
+        let server = builder
+            .layer(PassphraseLayer::new(options.passphrase.as_deref()))
             .add_service(exporter)
             .add_service(router)
             .serve_with_incoming_shutdown(incoming, async move {

@@ -64,7 +64,7 @@ fn driver_status(e: DriverError) -> Status {
 #[tonic::async_trait]
 impl ExporterService for ExporterSvc {
     async fn get_report(&self, _: Request<()>) -> Result<Response<GetReportResponse>, Status> {
-        Ok(Response::new(self.session.report().clone()))
+        Ok(Response::new(self.session.full_report()))
     }
 
     async fn driver_call(

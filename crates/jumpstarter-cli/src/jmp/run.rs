@@ -1,0 +1,367 @@
+//! `jmp run`: the exporter as a service.
+//!
+//! Direct mode (`--tls-grpc-listener [HOST:]PORT`) serves the exporter on TCP, in plaintext
+//! (`--tls-grpc-insecure`) or TLS (`--tls-cert`/`--tls-key`), optionally requiring a
+//! passphrase, with the lifecycle hooks around each session. Controller mode (no listener) is
+//! not built yet and fails with a clear message.
+//!
+//! Logs go to stderr. Signals: the first SIGTERM, SIGINT or SIGQUIT stops gracefully (the
+//! afterLease hook runs if a session is active, drivers are closed, the hook socket is removed);
+//! a second one stops at once (a running hook is killed). SIGHUP stops once the current session
+//! has ended (`EndSession`).
+//!
+//! Exit codes (upstream 0.9.0 always exits 0; these are the codes it meant to return):
+//! * `0`: stopped without a signal (not reached in direct mode today);
+//! * `1`: could not start (config, TLS files, listener) or failed while running;
+//! * `2`: usage error;
+//! * `3`: a hook with `onFailure: exit` failed (a service manager should not restart at once);
+//! * `128+N`: stopped by signal N after a clean shutdown (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use jumpstarter_config::ExporterConfig;
+use jumpstarter_config::paths::Locations;
+use jumpstarter_core::LogHub;
+use jumpstarter_exporter::Exporter;
+use jumpstarter_exporter::direct::{Control, DirectOptions, Outcome};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Shown after the options in `jmp run --help`.
+pub const AFTER_HELP: &str = "\
+Signals: SIGTERM, SIGINT or SIGQUIT stop gracefully (the afterLease hook runs if a session is \
+active, drivers are closed, sockets removed); a second one stops at once. SIGHUP stops once the \
+current session has ended (EndSession).
+
+Exit codes: 0 stopped; 1 could not start or failed; 2 usage error; 3 a hook with onFailure: exit \
+failed; 128+N stopped by signal N (e.g. 143 for SIGTERM).";
+
+/// Exit code when a hook with `onFailure: exit` failed.
+pub const EXIT_HOOK_FAILURE: i32 = 3;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Alias of a local exporter config
+    #[arg(long, value_name = "TEXT")]
+    exporter: Option<String>,
+    /// Path of an exporter config file
+    #[arg(long, value_name = "PATH")]
+    exporter_config: Option<PathBuf>,
+    /// Listen on TCP (direct mode) instead of registering with a controller, e.g. 1234 or
+    /// 0.0.0.0:1234 (port 0 picks a free port)
+    #[arg(long, value_name = "[HOST:]PORT")]
+    tls_grpc_listener: Option<String>,
+    /// With --tls-grpc-listener, listen without TLS (insecure, for development only)
+    #[arg(long)]
+    tls_grpc_insecure: bool,
+    /// Server certificate (PEM) for --tls-grpc-listener
+    #[arg(long, value_name = "PATH")]
+    tls_cert: Option<PathBuf>,
+    /// Server private key (PEM) for --tls-grpc-listener
+    #[arg(long, value_name = "PATH")]
+    tls_key: Option<PathBuf>,
+    /// Require this passphrase from clients connecting via --tls-grpc-listener
+    #[arg(long, value_name = "TEXT")]
+    passphrase: Option<String>,
+    /// Read the passphrase from a file (first line), keeping it out of the process list
+    #[arg(long, value_name = "PATH", conflicts_with = "passphrase")]
+    passphrase_file: Option<PathBuf>,
+}
+
+fn usage_error(message: &str) -> i32 {
+    eprintln!("Usage: jmp run [OPTIONS]\nTry 'jmp run --help' for help.\n\nError: {message}");
+    2
+}
+
+/// `[HOST:]PORT` as upstream parses it (host `0.0.0.0` when omitted; `[v6]:port` accepted).
+pub fn parse_listener(value: &str) -> Result<(String, u16), String> {
+    let (host, port) = match value.rsplit_once(':') {
+        Some((h, p)) => {
+            let h = h.trim().trim_start_matches('[').trim_end_matches(']');
+            (if h.is_empty() { "0.0.0.0" } else { h }, p)
+        }
+        None => ("0.0.0.0", value),
+    };
+    let port: i64 = port.trim().parse().map_err(|_| {
+        format!("Invalid value for '--tls-grpc-listener': port must be an integer, got '{port}'")
+    })?;
+    let port = u16::try_from(port).map_err(|_| {
+        format!(
+            "Invalid value for '--tls-grpc-listener': port must be between 0 and 65535, got {port}"
+        )
+    })?;
+    Ok((host.to_owned(), port))
+}
+
+/// What `jmp run` was asked to do, once the options are checked.
+enum Mode {
+    Direct {
+        host: String,
+        port: u16,
+        tls: Option<(PathBuf, PathBuf)>,
+        passphrase: Option<String>,
+    },
+    Controller,
+}
+
+fn check(args: &RunArgs) -> Result<Mode, i32> {
+    if args.exporter.is_some() && args.exporter_config.is_some() {
+        return Err(usage_error(
+            "Invalid value: only one of --exporter, --exporter-config should be specified",
+        ));
+    }
+    if args.exporter.is_none() && args.exporter_config.is_none() {
+        return Err(usage_error(
+            "Specify one of: --exporter / --exporter-config",
+        ));
+    }
+    let Some(listener) = &args.tls_grpc_listener else {
+        if args.tls_grpc_insecure
+            || args.tls_cert.is_some()
+            || args.tls_key.is_some()
+            || args.passphrase.is_some()
+            || args.passphrase_file.is_some()
+        {
+            return Err(usage_error(
+                "--tls-grpc-insecure, --tls-cert, --tls-key, and --passphrase require --tls-grpc-listener",
+            ));
+        }
+        return Ok(Mode::Controller);
+    };
+    if args.tls_grpc_insecure && (args.tls_cert.is_some() || args.tls_key.is_some()) {
+        return Err(usage_error(
+            "--tls-grpc-insecure cannot be combined with --tls-cert / --tls-key",
+        ));
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        _ if args.tls_grpc_insecure => None,
+        _ => {
+            return Err(usage_error(
+                "--tls-grpc-listener requires either --tls-grpc-insecure or --tls-cert and --tls-key",
+            ));
+        }
+    };
+    for (opt, path) in [("--tls-cert", &args.tls_cert), ("--tls-key", &args.tls_key)] {
+        if let Some(p) = path
+            && !p.exists()
+        {
+            return Err(usage_error(&format!(
+                "Invalid value for '{opt}': Path '{}' does not exist.",
+                p.display()
+            )));
+        }
+    }
+    let (host, port) = parse_listener(listener).map_err(|m| usage_error(&m))?;
+    let passphrase = match &args.passphrase_file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(text.lines().next().unwrap_or("").to_owned()),
+            Err(e) => {
+                eprintln!(
+                    "Error: cannot read the passphrase file {}: {e}",
+                    path.display()
+                );
+                return Err(1);
+            }
+        },
+        None => args.passphrase.clone(),
+    };
+    if let Some(p) = &passphrase
+        && (p.is_empty() || !p.bytes().all(|b| (0x20..0x7f).contains(&b)))
+    {
+        return Err(usage_error(
+            "Invalid value for '--passphrase': it must be non-empty printable ASCII (it travels as gRPC metadata)",
+        ));
+    }
+    Ok(Mode::Direct {
+        host,
+        port,
+        tls,
+        passphrase,
+    })
+}
+
+pub async fn run(args: RunArgs) -> i32 {
+    let mode = match check(&args) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let path = match (&args.exporter_config, &args.exporter) {
+        (Some(p), _) => p.clone(),
+        (None, Some(alias)) => match Locations::from_env().find_exporter(alias) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("Error: Failed to load config: {e}");
+                return 1;
+            }
+        },
+        (None, None) => return usage_error("Specify one of: --exporter / --exporter-config"),
+    };
+    let exporter = match load(&path).await {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    match mode {
+        Mode::Controller => controller(&exporter),
+        Mode::Direct {
+            host,
+            port,
+            tls,
+            passphrase,
+        } => direct(&exporter, host, port, tls, passphrase).await,
+    }
+}
+
+async fn load(path: &Path) -> Result<Exporter, i32> {
+    let config = ExporterConfig::load(path).map_err(|e| {
+        eprintln!("Error: Failed to load config: {e}");
+        1
+    })?;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let exporter = Exporter::new(config, jumpstarter_drivers::builtin())
+        .await
+        .map_err(|e| {
+            eprintln!("Error: {e}");
+            1
+        })?;
+    for problem in exporter.hook_problems() {
+        tracing::warn!("{problem}");
+    }
+    Ok(exporter)
+}
+
+/// The seam for controller mode (registration, leases, router tunnels): a later issue.
+fn controller(exporter: &Exporter) -> i32 {
+    let config = exporter.config();
+    let target = config
+        .endpoint
+        .as_deref()
+        .map(|e| format!(" ({e})"))
+        .unwrap_or_default();
+    eprintln!(
+        "Error: controller mode (registering with a controller{target}) is not available yet; \
+         use --tls-grpc-listener [HOST:]PORT for direct mode"
+    );
+    1
+}
+
+async fn direct(
+    exporter: &Exporter,
+    host: String,
+    port: u16,
+    tls: Option<(PathBuf, PathBuf)>,
+    passphrase: Option<String>,
+) -> i32 {
+    let tls = match &tls {
+        Some((cert, key)) => match jumpstarter_core::tls::server_config(cert, key) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("Error: TLS setup failed: {e}");
+                return 1;
+            }
+        },
+        None => None,
+    };
+    if tls.is_none() && passphrase.is_some() {
+        tracing::warn!(
+            "without TLS the passphrase travels in plaintext; it is still required from every client"
+        );
+    }
+    // Signals are watched from the start, so an early SIGTERM still stops cleanly.
+    let (Ok(mut term), Ok(mut int), Ok(mut quit), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::quit()),
+        signal(SignalKind::hangup()),
+    ) else {
+        eprintln!("Error: cannot install signal handlers");
+        return 1;
+    };
+    let options = DirectOptions {
+        host,
+        port,
+        tls,
+        passphrase,
+    };
+    let running = match exporter.start_direct(options, LogHub::new()).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return 1;
+        }
+    };
+    let control = Control::new();
+    let task = tokio::spawn(running.run(control.clone()));
+    tokio::pin!(task);
+    let mut stop_signal: Option<i32> = None;
+    let mut hangup = false;
+    let outcome = loop {
+        let sig = tokio::select! {
+            r = &mut task => break r,
+            _ = term.recv() => nix::sys::signal::Signal::SIGTERM,
+            _ = int.recv() => nix::sys::signal::Signal::SIGINT,
+            _ = quit.recv() => nix::sys::signal::Signal::SIGQUIT,
+            _ = hup.recv() => nix::sys::signal::Signal::SIGHUP,
+        };
+        if sig == nix::sys::signal::Signal::SIGHUP {
+            tracing::info!("received SIGHUP: stopping once the current session has ended");
+            hangup = true;
+            control.stop_after_session();
+        } else if stop_signal.is_none() {
+            tracing::info!(
+                "received {}: stopping (send it again to stop at once)",
+                sig.as_str()
+            );
+            stop_signal = Some(sig as i32);
+            control.stop();
+        } else {
+            tracing::warn!("received {} again: stopping at once", sig.as_str());
+            control.force();
+        }
+    };
+    match outcome {
+        Ok(Outcome::HookExit(kind)) => {
+            tracing::error!(
+                "exporter stopped: the {} hook failed and its onFailure is exit",
+                kind.name()
+            );
+            EXIT_HOOK_FAILURE
+        }
+        Ok(Outcome::Stopped) => {
+            tracing::info!("exporter stopped");
+            match (stop_signal, hangup) {
+                (Some(s), _) => 128 + s,
+                (None, true) => 128 + nix::sys::signal::Signal::SIGHUP as i32,
+                (None, false) => 0,
+            }
+        }
+        Err(e) => {
+            eprintln!("Error: the exporter failed: {e}");
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listener_values() {
+        assert_eq!(parse_listener("1234"), Ok(("0.0.0.0".into(), 1234)));
+        assert_eq!(parse_listener("127.0.0.1:80"), Ok(("127.0.0.1".into(), 80)));
+        assert_eq!(parse_listener(":80"), Ok(("0.0.0.0".into(), 80)));
+        assert_eq!(parse_listener("[::1]:9"), Ok(("::1".into(), 9)));
+        assert_eq!(parse_listener("0"), Ok(("0.0.0.0".into(), 0)));
+        assert_eq!(
+            parse_listener("x:abc").unwrap_err(),
+            "Invalid value for '--tls-grpc-listener': port must be an integer, got 'abc'"
+        );
+        assert_eq!(
+            parse_listener("70000").unwrap_err(),
+            "Invalid value for '--tls-grpc-listener': port must be between 0 and 65535, got 70000"
+        );
+    }
+}
