@@ -4,6 +4,7 @@
 //! and writes BENCHMARKS.md. Every figure compares the same work on both sides on this machine.
 
 mod measure;
+mod storage;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -115,6 +116,8 @@ fn main() {
     streams(&env, &mut rows, &mut targets);
     memory(&env, &mut rows, &mut targets);
     direct_mode(&env, &mut rows);
+    storage::storage(&env, &mut rows, &mut targets);
+    storage::serial(&env, &mut rows);
 
     let md = render(&rows, &targets, opts.quick);
     print!("{md}");
