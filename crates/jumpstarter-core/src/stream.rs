@@ -131,6 +131,27 @@ where
     }
 }
 
+impl<S, F> FrameIo<S, F>
+where
+    F: Send + 'static,
+{
+    /// Sends `data` as DATA frames without copying it (split at [`MAX_FRAME`]).
+    pub async fn send_data(&mut self, mut data: Bytes) -> io::Result<()> {
+        while !data.is_empty() {
+            if self.shutdown != ShutdownState::Open {
+                return Err(closed());
+            }
+            std::future::poll_fn(|cx| self.outgoing.poll_reserve(cx))
+                .await
+                .map_err(|_| closed())?;
+            let part = data.split_to(data.len().min(MAX_FRAME));
+            let frame = (self.make_data)(part);
+            self.outgoing.send_item(frame).map_err(|_| closed())?;
+        }
+        Ok(())
+    }
+}
+
 fn closed() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "stream closed by peer")
 }

@@ -19,7 +19,6 @@ use jumpstarter_core::{
     Param, Registry, Value,
 };
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 
 pub const STORAGE_MUX_CLIENT: &str = "jumpstarter_driver_opendal.client.StorageMuxClient";
 pub const STORAGE_MUX_FLASHER_CLIENT: &str =
@@ -97,22 +96,52 @@ impl MockStorageMux {
     }
 }
 
-/// Writes everything from a resource into a file, replacing its content.
+/// Writes everything from a resource into a file, replacing its content. The file is written
+/// in place and cut to the new length at the end, as a medium is overwritten; a thread of its
+/// own writes while the next chunks arrive.
 async fn resource_into_file(
     ctx: &CallContext,
     handle: &Value,
     path: &Path,
 ) -> Result<u64, DriverError> {
-    let src = ctx.open_resource(handle).await?;
-    let mut file = tokio::fs::File::create(path)
+    let mut src = ctx.open_resource(handle).await?;
+    let file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
         .await
-        .map_err(|e| DriverError::io(format!("cannot open {}", path.display()), e))?;
-    file.set_max_buf_size(4 << 20);
-    let n = src.copy_to(&mut file).await?;
-    file.flush()
+        .map_err(|e| DriverError::io(format!("cannot open {}", path.display()), e))?
+        .into_std()
+        .await;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+        use std::io::Write;
+        let mut file = file;
+        let mut n = 0u64;
+        while let Some(chunk) = rx.blocking_recv() {
+            file.write_all(&chunk)?;
+            n += chunk.len() as u64;
+        }
+        file.set_len(n)?;
+        Ok(n)
+    });
+    let read = async {
+        while let Some(chunk) = src.read_chunk().await? {
+            if tx.send(chunk).await.is_err() {
+                // The writer failed: its error is the one to report.
+                return Ok(());
+            }
+        }
+        src.close().await
+    }
+    .await;
+    drop(tx);
+    let written = writer
         .await
+        .map_err(|e| DriverError::Other(format!("the writer thread failed: {e}")))?
         .map_err(|e| DriverError::io("cannot write to the target", e))?;
-    Ok(n)
+    read.map(|()| written)
 }
 
 /// Sends a file's content into a resource.
@@ -442,6 +471,7 @@ mod tests {
     use jumpstarter_core::testing::serve;
     use jumpstarter_core::{DriverTree, Instance};
     use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::AsyncWriteExt;
 
     fn data(n: usize) -> Vec<u8> {
         (0..n).map(|i| (i * 7 % 251) as u8).collect()

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
@@ -78,25 +79,25 @@ impl DriverClient {
     {
         let res = self.resource(encoding).await?;
         let decode_here = encoding.filter(|_| res.accept.is_none());
-        let (_rd, mut wr) = tokio::io::split(res.stream);
+        let mut stream = res.stream;
+        // The stream outlives the pump (its response side stays open until the call ends).
+        let (keep_tx, _keep) = tokio::sync::oneshot::channel();
         let source = Counting {
             inner: source,
             progress,
         };
         let pump = async move {
-            let mut src: Pin<Box<dyn AsyncRead + Send>> = match decode_here {
+            let src: Pin<Box<dyn AsyncRead + Send>> = match decode_here {
                 Some(e) => encoding::decoder(e, source),
                 None => Box::pin(source),
             };
-            let mut buf = vec![0u8; COPY_CHUNK];
-            loop {
-                let n = src.read(&mut buf).await?;
-                if n == 0 {
-                    break;
-                }
-                wr.write_all(&buf[..n]).await?;
+            // Each chunk read becomes the payload of frames without another copy.
+            let mut chunks = tokio_util::io::ReaderStream::with_capacity(src, COPY_CHUNK);
+            while let Some(chunk) = chunks.next().await {
+                stream.send_data(chunk?).await?;
             }
-            wr.shutdown().await?;
+            stream.shutdown().await?;
+            let _ = keep_tx.send(stream);
             Ok::<_, std::io::Error>(())
         };
         let call = self.call(method, args(res.handle));

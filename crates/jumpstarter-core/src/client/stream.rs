@@ -171,6 +171,13 @@ impl AsyncRead for DriverStream {
     }
 }
 
+impl DriverStream {
+    /// Sends `data` without copying it (the zero-copy form of a write).
+    pub async fn send_data(&mut self, data: bytes::Bytes) -> io::Result<()> {
+        self.io.send_data(data).await
+    }
+}
+
 impl AsyncWrite for DriverStream {
     fn poll_write(
         mut self: Pin<&mut Self>,

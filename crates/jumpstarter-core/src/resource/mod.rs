@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use uuid::Uuid;
 
 pub use encoding::Encoding;
-pub use pipe::{PipeEnd, pipe};
+pub use pipe::{PipeEnd, PipeReader, PipeWriter, pipe};
 
 use crate::driver::{DriverError, Value};
 use encoding::{BoxRead, BoxWrite};
@@ -187,7 +187,7 @@ type Finish = Pin<Box<dyn Future<Output = Result<(), DriverError>> + Send>>;
 /// An opened resource: read it (the client's upload, decoded) or write it (the download,
 /// encoded). Call [`Resource::close`] after writing: only a close marks the end of the data.
 pub struct Resource {
-    reader: BoxRead,
+    reader: Reader,
     writer: BoxWrite,
     finish: Option<Finish>,
     what: String,
@@ -203,17 +203,37 @@ impl std::fmt::Debug for Resource {
     }
 }
 
+/// Where an opened resource's bytes come from: a raw upload is read chunk by chunk as the
+/// session received it (no copies); anything else through a reader.
+enum Reader {
+    Pipe(PipeReader),
+    Boxed(BoxRead),
+}
+
+impl AsyncRead for Reader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Reader::Pipe(p) => Pin::new(p).poll_read(cx, buf),
+            Reader::Boxed(r) => r.as_mut().poll_read(cx, buf),
+        }
+    }
+}
+
 impl Resource {
     fn from_pipe(end: PipeEnd, encoding: Option<Encoding>) -> Resource {
-        let (rd, wr) = tokio::io::split(end);
+        let (rd, wr) = end.into_split();
         let what = match encoding {
             Some(e) => format!("the {e} upload"),
             None => "the upload".to_owned(),
         };
-        let (reader, writer): (BoxRead, BoxWrite) = match encoding {
-            None => (Box::pin(rd), Box::pin(wr)),
+        let (reader, writer): (Reader, BoxWrite) = match encoding {
+            None => (Reader::Pipe(rd), Box::pin(wr)),
             Some(e) => (
-                encoding::decoder(e, rd),
+                Reader::Boxed(encoding::decoder(e, rd)),
                 Box::pin(encoding::LazyEncoder::new(e, wr)),
             ),
         };
@@ -233,7 +253,7 @@ impl Resource {
         what: String,
     ) -> Resource {
         Resource {
-            reader,
+            reader: Reader::Boxed(reader),
             writer,
             finish,
             what,
@@ -257,6 +277,12 @@ impl Resource {
     /// The next chunk of the upload (up to [`COPY_CHUNK`] bytes), or None at its end. Errors
     /// are classified as in [`Resource::copy_to`]. Call [`Resource::close`] after the end.
     pub async fn read_chunk(&mut self) -> Result<Option<bytes::Bytes>, DriverError> {
+        if let Reader::Pipe(p) = &mut self.reader {
+            return p
+                .recv_chunk()
+                .await
+                .map_err(|e| read_error(&self.what, e, self.decoded));
+        }
         let mut buf = bytes::BytesMut::with_capacity(COPY_CHUNK);
         let n = self
             .reader
@@ -273,6 +299,17 @@ impl Resource {
     where
         W: AsyncWrite + Unpin + ?Sized,
     {
+        if let Reader::Pipe(_) = self.reader {
+            let mut total = 0u64;
+            while let Some(chunk) = self.read_chunk().await? {
+                dst.write_all(&chunk)
+                    .await
+                    .map_err(|e| DriverError::io("cannot write to the target", e))?;
+                total += chunk.len() as u64;
+            }
+            self.close().await?;
+            return Ok(total);
+        }
         let mut buf = vec![0u8; COPY_CHUNK];
         let mut total = 0u64;
         loop {
@@ -346,7 +383,7 @@ impl AsyncRead for Resource {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.reader.as_mut().poll_read(cx, buf)
+        Pin::new(&mut self.reader).poll_read(cx, buf)
     }
 }
 

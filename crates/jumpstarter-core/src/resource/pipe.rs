@@ -23,30 +23,44 @@ enum Msg {
 
 /// One end of a [`pipe`].
 pub struct PipeEnd {
-    tx: Option<PollSender<Msg>>,
+    reader: PipeReader,
+    writer: PipeWriter,
+}
+
+/// The reading half of a [`PipeEnd`].
+pub struct PipeReader {
     rx: mpsc::Receiver<Msg>,
     pending: Bytes,
     ended: bool,
+}
+
+/// The writing half of a [`PipeEnd`].
+pub struct PipeWriter {
+    tx: Option<PollSender<Msg>>,
 }
 
 /// Two connected ends: what one writes, the other reads.
 pub fn pipe() -> (PipeEnd, PipeEnd) {
     let (a_tx, b_rx) = mpsc::channel(DEPTH);
     let (b_tx, a_rx) = mpsc::channel(DEPTH);
-    (
-        PipeEnd {
-            tx: Some(PollSender::new(a_tx)),
-            rx: a_rx,
+    let end = |tx, rx| PipeEnd {
+        reader: PipeReader {
+            rx,
             pending: Bytes::new(),
             ended: false,
         },
-        PipeEnd {
-            tx: Some(PollSender::new(b_tx)),
-            rx: b_rx,
-            pending: Bytes::new(),
-            ended: false,
+        writer: PipeWriter {
+            tx: Some(PollSender::new(tx)),
         },
-    )
+    };
+    (end(a_tx, a_rx), end(b_tx, b_rx))
+}
+
+impl PipeEnd {
+    /// The two halves, usable from different tasks.
+    pub fn into_split(self) -> (PipeReader, PipeWriter) {
+        (self.reader, self.writer)
+    }
 }
 
 fn gone() -> io::Error {
@@ -56,21 +70,14 @@ fn gone() -> io::Error {
     )
 }
 
-impl AsyncRead for PipeEnd {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+impl PipeReader {
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
         loop {
             if !self.pending.is_empty() {
-                let n = self.pending.len().min(buf.remaining());
-                let chunk = self.pending.split_to(n);
-                buf.put_slice(&chunk);
-                return Poll::Ready(Ok(()));
+                return Poll::Ready(Ok(Some(std::mem::take(&mut self.pending))));
             }
             if self.ended {
-                return Poll::Ready(Ok(()));
+                return Poll::Ready(Ok(None));
             }
             match ready!(self.rx.poll_recv(cx)) {
                 Some(Msg::Data(b)) => self.pending = b,
@@ -79,19 +86,57 @@ impl AsyncRead for PipeEnd {
             }
         }
     }
+
+    /// The next chunk as the writer sent it (no copy), or None after a clean end.
+    pub async fn recv_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
 }
 
-impl AsyncWrite for PipeEnd {
+impl AsyncRead for PipeReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(mut chunk) = ready!(self.poll_chunk(cx))? {
+            let n = chunk.len().min(buf.remaining());
+            buf.put_slice(&chunk.split_to(n));
+            self.pending = chunk;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl PipeWriter {
+    /// Sends a chunk without copying it; waits while the pipe is full.
+    pub async fn send(&mut self, chunk: Bytes) -> io::Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let tx = self.tx.as_mut().ok_or_else(write_after_shutdown)?;
+        std::future::poll_fn(|cx| tx.poll_reserve(cx))
+            .await
+            .map_err(|_| gone())?;
+        tx.send_item(Msg::Data(chunk)).map_err(|_| gone())
+    }
+}
+
+fn write_after_shutdown() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "write after shutdown")
+}
+
+impl AsyncWrite for PipeWriter {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let Some(tx) = self.tx.as_mut() else {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "write after shutdown",
-            )));
+            return Poll::Ready(Err(write_after_shutdown()));
         };
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
@@ -115,6 +160,34 @@ impl AsyncWrite for PipeEnd {
             self.tx = None;
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncRead for PipeEnd {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.reader).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PipeEnd {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.writer).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.writer).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.writer).poll_shutdown(cx)
     }
 }
 
@@ -157,5 +230,38 @@ mod tests {
         let mut none = Vec::new();
         b.read_to_end(&mut none).await.unwrap();
         assert!(none.is_empty());
+    }
+
+    #[tokio::test]
+    async fn chunks_pass_without_copies_and_mix_with_reads() {
+        let (a, b) = pipe();
+        let (_, mut w) = a.into_split();
+        let (mut r, _) = b.into_split();
+        let chunk = Bytes::from_static(b"0123456789");
+        w.send(chunk.clone()).await.unwrap();
+        w.send(Bytes::from_static(b"tail")).await.unwrap();
+        w.shutdown().await.unwrap();
+        let mut head = [0u8; 4];
+        r.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"0123");
+        let rest = r.recv_chunk().await.unwrap().unwrap();
+        assert_eq!(&rest[..], b"456789");
+        // The same allocation: no copy on the way.
+        assert_eq!(rest.as_ptr(), chunk[4..].as_ptr());
+        assert_eq!(&r.recv_chunk().await.unwrap().unwrap()[..], b"tail");
+        assert!(r.recv_chunk().await.unwrap().is_none());
+        assert!(w.send(Bytes::from_static(b"x")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_writer_dropped_mid_stream_fails_recv_chunk() {
+        let (a, b) = pipe();
+        let (_, mut w) = a.into_split();
+        let (mut r, _) = b.into_split();
+        w.send(Bytes::from_static(b"part")).await.unwrap();
+        drop(w);
+        assert_eq!(&r.recv_chunk().await.unwrap().unwrap()[..], b"part");
+        let err = r.recv_chunk().await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
     }
 }

@@ -4,6 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
+use jumpstarter_protocol::frames::Frame;
 use jumpstarter_protocol::v1::{
     DriverCallRequest, DriverCallResponse, EndSessionRequest, EndSessionResponse,
     GetReportResponse, GetStatusRequest, GetStatusResponse, LogStreamResponse, ResetRequest,
@@ -13,6 +14,7 @@ use jumpstarter_protocol::v1::{
 };
 use jumpstarter_protocol::value::{from_proto_owned, into_proto};
 use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -20,8 +22,8 @@ use uuid::Uuid;
 
 use super::Session;
 use crate::driver::{Args, DriverError, MethodKind, lookup};
-use crate::resource::{CallContext, Encoding, Handle};
-use crate::stream::{PumpError, pump_from_frames, pump_to_frames};
+use crate::resource::{CallContext, Encoding, Handle, PipeEnd};
+use crate::stream::{MAX_FRAME, PumpError, pump_from_frames, pump_to_frames};
 use crate::tree::Instance;
 
 type BoxResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -261,6 +263,24 @@ impl RouterSvc {
         rx
     }
 
+    /// Like [`RouterSvc::spawn_bridge`] for a resource's pipe: the payloads move between the
+    /// gRPC messages and the driver without being copied.
+    fn spawn_resource_bridge(
+        &self,
+        end: PipeEnd,
+        inbound: Streaming<StreamRequest>,
+    ) -> mpsc::Receiver<Result<StreamResponse, Status>> {
+        let (tx, rx) = mpsc::channel::<Result<StreamResponse, Status>>(16);
+        let cancel = self.session.inner.cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = resource_bridge(end, inbound, tx) => {}
+                _ = cancel.cancelled() => {}
+            }
+        });
+        rx
+    }
+
     async fn driver_stream(
         &self,
         request: Request<Streaming<StreamRequest>>,
@@ -313,7 +333,7 @@ impl RouterSvc {
             "x_jmp_content_encoding": requested,
         });
         tracing::debug!(driver = %inst.type_name, resource = %rid, encoding = ?requested, "resource stream");
-        let rx = self.spawn_bridge(Box::new(session_end), request.into_inner());
+        let rx = self.spawn_resource_bridge(session_end, request.into_inner());
         let mut response: Response<BoxResponseStream<StreamResponse>> =
             Response::new(Box::pin(ReceiverStream::new(rx)));
         let md = response.metadata_mut();
@@ -339,6 +359,78 @@ impl RouterSvc {
 
 /// Serves one driver stream: client frames into the driver, driver bytes out as frames.
 /// The RPC ends (OK) once both directions are finished; a client reset ends it at once.
+/// The two directions of a resource stream, with the rules of [`bridge`]: a client that
+/// resets drops the pipe without an end marker (the driver sees a broken upload, never a
+/// short one); a driver that stops reading still gets its download delivered.
+async fn resource_bridge(
+    end: PipeEnd,
+    mut inbound: Streaming<StreamRequest>,
+    tx: mpsc::Sender<Result<StreamResponse, Status>>,
+) {
+    let (mut rd, mut wr) = end.into_split();
+    let upload = async {
+        while let Some(item) = inbound.next().await {
+            match item.map(StreamRequest::frame) {
+                Err(_) => return false,
+                Ok(Frame::Data(b)) => {
+                    if let Err(e) = wr.send(b).await {
+                        tracing::debug!("resource upload not read by the driver: {e}");
+                        return true;
+                    }
+                }
+                Ok(Frame::GoAway) => break,
+                Ok(Frame::Ignored) => {}
+            }
+        }
+        let _ = wr.shutdown().await;
+        true
+    };
+    // Both halves end with `true` when the other may go on, `false` when the stream is over.
+    let download = async {
+        loop {
+            let chunk = tokio::select! {
+                c = rd.recv_chunk() => c,
+                _ = tx.closed() => return false,
+            };
+            match chunk {
+                Ok(Some(mut chunk)) => {
+                    while !chunk.is_empty() {
+                        let part = chunk.split_to(chunk.len().min(MAX_FRAME));
+                        if tx.send(Ok(StreamResponse::data(part))).await.is_err() {
+                            return false;
+                        }
+                    }
+                }
+                Ok(None) => return tx.send(Ok(StreamResponse::goaway())).await.is_ok(),
+                Err(e) => {
+                    let _ = tx
+                        .send(Err(Status::unknown(format!("stream read failed: {e}"))))
+                        .await;
+                    return false;
+                }
+            }
+        }
+    };
+    tokio::pin!(upload, download);
+    let (mut up_done, mut down_done) = (false, false);
+    while !(up_done && down_done) {
+        tokio::select! {
+            go_on = &mut upload, if !up_done => {
+                if !go_on {
+                    return;
+                }
+                up_done = true;
+            }
+            go_on = &mut download, if !down_done => {
+                if !go_on {
+                    return;
+                }
+                down_done = true;
+            }
+        }
+    }
+}
+
 async fn bridge(
     io: crate::driver::BoxStream,
     inbound: Streaming<StreamRequest>,
