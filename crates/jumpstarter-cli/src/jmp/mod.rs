@@ -1,12 +1,13 @@
 //! `jmp`: the management CLI.
 
+mod config;
 mod direct;
 mod run;
 mod shell;
 
 use std::ffi::OsString;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::logging;
 
@@ -30,6 +31,11 @@ struct Jmp {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Generate shell completion script.
+    Completion(CompletionArgs),
+    /// Manage local configurations
+    #[command(subcommand, alias = "conf")]
+    Config(config::ConfigCommand),
     /// Spawns a shell (or runs a command) connected to a local exporter, a direct exporter, or
     /// an exporter leased from a controller
     #[command(alias = "sh", alias = "s")]
@@ -40,6 +46,12 @@ enum Command {
     /// Get the current Jumpstarter version
     #[command(alias = "ver", alias = "v")]
     Version(VersionArgs),
+}
+
+#[derive(Debug, Args)]
+struct CompletionArgs {
+    #[arg(value_parser = ["bash", "zsh", "fish"])]
+    shell: String,
 }
 
 #[derive(Debug, Args)]
@@ -61,6 +73,11 @@ pub fn main(args: Vec<OsString>) -> i32 {
     };
     match cli.command {
         Command::Version(v) => version(v.output.as_deref()),
+        Command::Config(c) => {
+            logging::init(&cli.log_level, logging::Sink::Stdout);
+            config::run(c)
+        }
+        Command::Completion(c) => completion(&c.shell),
         Command::Shell(args) => {
             logging::init(&cli.log_level, logging::Sink::Stdout);
             with_runtime(shell::run(*args))
@@ -88,6 +105,19 @@ fn with_runtime(f: impl std::future::Future<Output = i32>) -> i32 {
     // Do not wait for blocked reader threads (stdin) or stray blocking tasks.
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     code
+}
+
+/// Prints the completion script of a shell (clap_complete's generators for our command tree).
+fn completion(shell: &str) -> i32 {
+    use clap_complete::Shell;
+    let shell = match shell {
+        "bash" => Shell::Bash,
+        "zsh" => Shell::Zsh,
+        _ => Shell::Fish,
+    };
+    let mut cmd = Jmp::command();
+    clap_complete::generate(shell, &mut cmd, "jmp", &mut std::io::stdout());
+    0
 }
 
 fn version(output: Option<&str>) -> i32 {
