@@ -5,14 +5,15 @@
 //! shell, and leases only when not all defaults). Unknown keys are kept out of the model and
 //! reported as warnings.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
 use serde_json::{Value as Json, json};
 
-use crate::common::{Env, GrpcOptionValue, Metadata, Origin, TlsConfig, grpc_options_json};
+use crate::common::{
+    Env, GrpcOptionValue, GrpcOptions, Metadata, Origin, TlsConfig, grpc_options_json,
+};
 use crate::drivers::Drivers;
 use crate::error::{ConfigError, ConfigWarning, Source};
 use crate::exporter::Ctx;
@@ -68,9 +69,9 @@ pub struct ClientConfig {
     pub token: Option<String>,
     pub refresh_token: Option<String>,
     /// `grpcOptions` (upstream's field).
-    pub grpc_options: BTreeMap<String, GrpcOptionValue>,
+    pub grpc_options: GrpcOptions,
     /// `grpcConfig` (the documented name); `grpcOptions` wins per key.
-    pub grpc_config: BTreeMap<String, GrpcOptionValue>,
+    pub grpc_config: GrpcOptions,
     pub drivers: Drivers,
     pub shell: ShellConfig,
     pub leases: LeaseSettings,
@@ -92,8 +93,8 @@ impl ClientConfig {
             tls: TlsConfig::default(),
             token: None,
             refresh_token: None,
-            grpc_options: BTreeMap::new(),
-            grpc_config: BTreeMap::new(),
+            grpc_options: GrpcOptions::new(),
+            grpc_config: GrpcOptions::new(),
             drivers: Drivers::default(),
             shell: ShellConfig::default(),
             leases: LeaseSettings::default(),

@@ -88,6 +88,9 @@ impl TlsConfig {
     }
 }
 
+/// `grpcOptions` in file order (written back in the same order).
+pub type GrpcOptions = indexmap::IndexMap<String, GrpcOptionValue>;
+
 /// A gRPC channel option value (upstream allows strings and integers).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GrpcOptionValue {
@@ -105,7 +108,7 @@ impl GrpcOptionValue {
 }
 
 /// `grpcOptions` as JSON (for writing files).
-pub fn grpc_options_json(map: &BTreeMap<String, GrpcOptionValue>) -> serde_json::Value {
+pub fn grpc_options_json(map: &GrpcOptions) -> serde_json::Value {
     serde_json::Value::Object(map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
 }
 

@@ -22,7 +22,7 @@ pub const COMPOSITE_TYPE: &str = "jumpstarter_driver_composite.driver.Composite"
 /// The upstream type string of the proxy driver (what `ref:` nodes become).
 pub const PROXY_TYPE: &str = "jumpstarter_driver_composite.driver.Proxy";
 
-pub use crate::common::{GrpcOptionValue, Metadata, TlsConfig};
+pub use crate::common::{GrpcOptionValue, GrpcOptions, Metadata, TlsConfig};
 
 /// What to do when a hook fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -129,9 +129,9 @@ pub struct ExporterConfig {
     pub token: Option<String>,
     pub tls: TlsConfig,
     /// `grpcOptions` (upstream's field).
-    pub grpc_options: BTreeMap<String, GrpcOptionValue>,
+    pub grpc_options: GrpcOptions,
     /// `grpcConfig` (the field the documentation names).
-    pub grpc_config: BTreeMap<String, GrpcOptionValue>,
+    pub grpc_config: GrpcOptions,
     /// Top-level description: the help text of the root of `j`.
     pub description: Option<String>,
     /// Message of the day (upstream main), shown to interactive shells.
@@ -535,13 +535,9 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    pub(crate) fn grpc_options(
-        &self,
-        node: &Node,
-        what: &str,
-    ) -> Result<BTreeMap<String, GrpcOptionValue>, ConfigError> {
+    pub(crate) fn grpc_options(&self, node: &Node, what: &str) -> Result<GrpcOptions, ConfigError> {
         if node.is_null() {
-            return Ok(BTreeMap::new());
+            return Ok(GrpcOptions::new());
         }
         let Value::Map(entries) = &node.value else {
             return Err(self.err(
@@ -549,7 +545,7 @@ impl<'a> Ctx<'a> {
                 format!("{what} must be a mapping of option name to value"),
             ));
         };
-        let mut out = BTreeMap::new();
+        let mut out = GrpcOptions::new();
         for (k, v) in entries {
             let value = match &v.value {
                 Value::Int(i) => GrpcOptionValue::Int(

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::common::GrpcOptionValue;
+use crate::common::{GrpcOptionValue, GrpcOptions};
 use crate::error::ConfigError;
 
 /// Settings of a channel to a controller, a router, or a direct-mode exporter over TCP.
@@ -70,8 +70,8 @@ impl ChannelOptions {
     /// Builds options from `grpcConfig` and `grpcOptions` (the latter wins). Returns the
     /// options and the keys that are not understood (to be warned about).
     pub fn from_maps(
-        grpc_config: &BTreeMap<String, GrpcOptionValue>,
-        grpc_options: &BTreeMap<String, GrpcOptionValue>,
+        grpc_config: &GrpcOptions,
+        grpc_options: &GrpcOptions,
     ) -> Result<(ChannelOptions, Vec<String>), ConfigError> {
         let mut merged: BTreeMap<&str, (&GrpcOptionValue, &str)> = BTreeMap::new();
         for (k, v) in grpc_config {
@@ -133,7 +133,7 @@ impl ChannelOptions {
 mod tests {
     use super::*;
 
-    fn map(pairs: &[(&str, GrpcOptionValue)]) -> BTreeMap<String, GrpcOptionValue> {
+    fn map(pairs: &[(&str, GrpcOptionValue)]) -> GrpcOptions {
         pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
@@ -142,7 +142,8 @@ mod tests {
 
     #[test]
     fn defaults_are_upstreams() {
-        let (o, unknown) = ChannelOptions::from_maps(&BTreeMap::new(), &BTreeMap::new()).unwrap();
+        let (o, unknown) =
+            ChannelOptions::from_maps(&GrpcOptions::new(), &GrpcOptions::new()).unwrap();
         assert_eq!(o, ChannelOptions::default());
         assert_eq!(o.keepalive_time, Duration::from_secs(20));
         assert_eq!(o.keepalive_timeout, Duration::from_secs(180));
@@ -173,7 +174,7 @@ mod tests {
         assert_eq!(o.tls_server_name.as_deref(), Some("ctl.lab"));
         assert_eq!(unknown, ["grpc.fancy"]);
         let err = ChannelOptions::from_maps(
-            &BTreeMap::new(),
+            &GrpcOptions::new(),
             &map(&[("grpc.keepalive_time_ms", Str("soon".into()))]),
         )
         .unwrap_err()

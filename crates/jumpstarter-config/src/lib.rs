@@ -27,7 +27,7 @@ pub mod write;
 pub mod yaml;
 
 pub use client::{ClientConfig, LeaseSettings, ShellConfig};
-pub use common::{Env, GrpcOptionValue, Metadata, Origin, TlsConfig};
+pub use common::{Env, GrpcOptionValue, GrpcOptions, Metadata, Origin, TlsConfig};
 pub use driver_config::DriverConfig;
 pub use drivers::{DriverAllow, Drivers};
 pub use error::{ConfigError, ConfigWarning, Source};

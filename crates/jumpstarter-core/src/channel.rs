@@ -19,7 +19,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use hyper_util::rt::TokioIo;
-use jumpstarter_config::{ChannelOptions, ClientConfig, ConfigError, Env, ExporterConfig, TlsConfig};
+use jumpstarter_config::{
+    ChannelOptions, ClientConfig, ConfigError, Env, ExporterConfig, TlsConfig,
+};
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -196,7 +198,9 @@ impl ChannelSettings {
 
     /// A channel that connects on first use.
     pub fn connect_lazy(&self) -> Result<tonic::transport::Channel, ChannelError> {
-        Ok(self.endpoint()?.connect_with_connector_lazy(self.connector()))
+        Ok(self
+            .endpoint()?
+            .connect_with_connector_lazy(self.connector()))
     }
 
     /// The message size limits of `grpcOptions`, for a generated client stub:
@@ -209,9 +213,14 @@ impl ChannelSettings {
     ) -> C {
         let c = decoding(
             client,
-            self.options.max_receive_message_length.unwrap_or(usize::MAX),
+            self.options
+                .max_receive_message_length
+                .unwrap_or(usize::MAX),
         );
-        encoding(c, self.options.max_send_message_length.unwrap_or(usize::MAX))
+        encoding(
+            c,
+            self.options.max_send_message_length.unwrap_or(usize::MAX),
+        )
     }
 
     /// An [`H2Channel`] dial with this TLS (router tunnels and direct mode over TCP).
@@ -238,7 +247,10 @@ impl ChannelSettings {
 }
 
 /// Connects to a client config's controller.
-pub async fn connect(cfg: &ClientConfig, env: &Env) -> Result<tonic::transport::Channel, ChannelError> {
+pub async fn connect(
+    cfg: &ClientConfig,
+    env: &Env,
+) -> Result<tonic::transport::Channel, ChannelError> {
     ChannelSettings::for_client(cfg, env)?.connect().await
 }
 
@@ -247,7 +259,9 @@ pub fn client_tls(cfg: &TlsConfig, env: &Env) -> Result<Arc<rustls::ClientConfig
     if cfg.insecure || env.grpc_insecure() {
         return Ok(tls::client_config(&ServerTrust::AnyCertificate)?);
     }
-    let force_system = env.get("JUMPSTARTER_FORCE_SYSTEM_CERTS").is_some_and(|v| v.trim() == "1");
+    let force_system = env
+        .get("JUMPSTARTER_FORCE_SYSTEM_CERTS")
+        .is_some_and(|v| v.trim() == "1");
     let mut roots = RootCertStore::empty();
     if let Some(pem) = cfg.ca_pem()? {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
@@ -255,7 +269,10 @@ pub fn client_tls(cfg: &TlsConfig, env: &Env) -> Result<Arc<rustls::ClientConfig
             .map_err(|e| ca_error(cfg, format!("tls.ca is not a valid PEM bundle: {e}")))?;
         let (added, _) = roots.add_parsable_certificates(certs);
         if added == 0 {
-            return Err(ca_error(cfg, "tls.ca holds no usable CA certificate".into()));
+            return Err(ca_error(
+                cfg,
+                "tls.ca holds no usable CA certificate".into(),
+            ));
         }
         if force_system {
             roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);

@@ -1,7 +1,6 @@
 //! Controller channels from config `tls:` and `grpcOptions`: a real TLS server on loopback,
 //! reached with the CA from `tls.ca`, with insecure TLS, and refused without trust.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -27,10 +26,11 @@ fn make_ca(dir: &Path, name: &str, hosts: &[&str]) -> Ca {
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
         .unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
+    let leaf =
+        rcgen::CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
     let cert_path = dir.join(format!("{name}-cert.pem"));
     let key_path = dir.join(format!("{name}-key.pem"));
     std::fs::write(&cert_path, leaf.pem()).unwrap();
@@ -46,7 +46,11 @@ fn b64(s: &str) -> String {
 }
 
 async fn serve_tls(server: Arc<rustls::ServerConfig>) -> (Session, String) {
-    let session = Session::new(DriverTree::composite(vec![]), LogHub::new(), uuid::Uuid::new_v4());
+    let session = Session::new(
+        DriverTree::composite(vec![]),
+        LogHub::new(),
+        uuid::Uuid::new_v4(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let handle = session.serve_tcp(listener, Some(server), &ListenOptions::default());
@@ -81,7 +85,8 @@ async fn ca_from_config_insecure_and_untrusted() {
         ca: b64(&good.ca_pem),
         ..Default::default()
     };
-    let s = ChannelSettings::new(&endpoint, &with_ca, ChannelOptions::default(), &no_env()).unwrap();
+    let s =
+        ChannelSettings::new(&endpoint, &with_ca, ChannelOptions::default(), &no_env()).unwrap();
     assert_eq!(get_report(&s).await.unwrap(), 1);
 
     // Another CA: the handshake fails with a message naming the endpoint.
@@ -91,7 +96,10 @@ async fn ca_from_config_insecure_and_untrusted() {
     };
     let s = ChannelSettings::new(&endpoint, &wrong, ChannelOptions::default(), &no_env()).unwrap();
     let err = get_report(&s).await.unwrap_err();
-    assert!(err.contains(&format!("cannot connect to {endpoint}")), "{err}");
+    assert!(
+        err.contains(&format!("cannot connect to {endpoint}")),
+        "{err}"
+    );
     assert!(err.to_lowercase().contains("certificate"), "{err}");
 
     // tls.insecure: encrypted, any certificate accepted (upstream semantics).
@@ -99,7 +107,8 @@ async fn ca_from_config_insecure_and_untrusted() {
         insecure: true,
         ..Default::default()
     };
-    let s = ChannelSettings::new(&endpoint, &insecure, ChannelOptions::default(), &no_env()).unwrap();
+    let s =
+        ChannelSettings::new(&endpoint, &insecure, ChannelOptions::default(), &no_env()).unwrap();
     assert_eq!(get_report(&s).await.unwrap(), 1);
     // ... and the same through JUMPSTARTER_GRPC_INSECURE=1.
     let env = Env::from_pairs([("JUMPSTARTER_GRPC_INSECURE", "1")]);
@@ -111,7 +120,12 @@ async fn ca_from_config_insecure_and_untrusted() {
     let ca_file = dir.path().join("roots.pem");
     std::fs::write(&ca_file, &good.ca_pem).unwrap();
     let env = Env::from_pairs([("JUMPSTARTER_FORCE_SYSTEM_CERTS", "1")]);
-    if let Ok(s) = ChannelSettings::new(&endpoint, &TlsConfig::default(), ChannelOptions::default(), &env) {
+    if let Ok(s) = ChannelSettings::new(
+        &endpoint,
+        &TlsConfig::default(),
+        ChannelOptions::default(),
+        &env,
+    ) {
         assert!(get_report(&s).await.is_err());
     }
     // With FORCE_SYSTEM_CERTS the configured CA still counts.
@@ -129,19 +143,23 @@ async fn grpc_options_reach_the_channel() {
         ca: b64(&ca.ca_pem),
         ..Default::default()
     };
-    let s = ChannelSettings::new(&endpoint, &tls_cfg, ChannelOptions::default(), &no_env()).unwrap();
+    let s =
+        ChannelSettings::new(&endpoint, &tls_cfg, ChannelOptions::default(), &no_env()).unwrap();
     assert!(get_report(&s).await.is_err());
 
     let mut cfg = ClientConfig::new("c", Some("ns".into()), "n".into());
     cfg.endpoint = Some(endpoint.clone());
     cfg.token = Some("t".into());
     cfg.tls = tls_cfg;
-    cfg.grpc_options = BTreeMap::from([
+    cfg.grpc_options = jumpstarter_config::GrpcOptions::from([
         (
             "grpc.ssl_target_name_override".to_owned(),
             GrpcOptionValue::Str("ctl.test".into()),
         ),
-        ("grpc.keepalive_time_ms".to_owned(), GrpcOptionValue::Int(1000)),
+        (
+            "grpc.keepalive_time_ms".to_owned(),
+            GrpcOptionValue::Int(1000),
+        ),
         ("grpc.unheard_of".to_owned(), GrpcOptionValue::Int(1)),
     ]);
     let s = ChannelSettings::for_client(&cfg, &no_env()).unwrap();
@@ -155,14 +173,25 @@ async fn grpc_options_reach_the_channel() {
     );
     let s = ChannelSettings::for_client(&cfg, &no_env()).unwrap();
     let err = get_report(&s).await.unwrap_err();
-    assert!(err.contains("message length too large") || err.contains("exceeds"), "{err}");
+    assert!(
+        err.contains("message length too large") || err.contains("exceeds"),
+        "{err}"
+    );
 
     // The H2Channel path (router tunnels, direct mode) uses the same settings.
     cfg.grpc_options.remove("grpc.max_receive_message_length");
     let s = ChannelSettings::for_client(&cfg, &no_env()).unwrap();
     let h2 = s.h2(&endpoint).await.unwrap();
     let mut stub = ExporterServiceClient::with_origin(h2.clone(), h2.origin());
-    assert_eq!(stub.get_report(()).await.unwrap().into_inner().reports.len(), 1);
+    assert_eq!(
+        stub.get_report(())
+            .await
+            .unwrap()
+            .into_inner()
+            .reports
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -188,7 +217,19 @@ fn bad_settings_are_reported_clearly() {
     let err = s.endpoint().unwrap_err();
     assert!(matches!(err, ChannelError::Endpoint { .. }), "{err}");
     assert!(err.to_string().contains("expected host:port"), "{err}");
-    let cfg = ClientConfig::new("c", None, "n".into());
-    let err = ChannelSettings::for_client(&cfg, &no_env()).unwrap_err().to_string();
+    let mut cfg = ClientConfig::new("c", None, "n".into());
+    let err = ChannelSettings::for_client(&cfg, &no_env())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("has no endpoint"), "{err}");
+    // A client config without a token: named, with what to do.
+    cfg.endpoint = Some("ctl:1".into());
+    let err = ChannelSettings::for_client(&cfg, &no_env())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "the client config from the environment (JMP_NAME, JMP_NAMESPACE) has no token; set it in \
+         the file (jmp config client create / jmp login) or with JMP_TOKEN"
+    );
 }

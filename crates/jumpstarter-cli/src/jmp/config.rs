@@ -195,12 +195,17 @@ fn client(cmd: ClientCommand, loc: &Locations) -> Result<(), Fail> {
         ClientCommand::Delete(a) => client_delete(&a.name, a.output.is_some(), loc),
         ClientCommand::Edit(a) => {
             let path = existing_client(&a.name, loc)?;
-            edit(&path, |text, p| ClientConfig::parse(text, p).map(|c| c.warnings))
+            edit(&path, |text, p| {
+                ClientConfig::parse(text, p).map(|c| c.warnings)
+            })
         }
         ClientCommand::List(a) => client_list(a.output.as_deref(), loc),
         ClientCommand::Use(a) => {
             let path = existing_client(&a.name, loc)?;
-            ClientConfig::load(&path).map_err(error)?;
+            let cfg = ClientConfig::load(&path).map_err(error)?;
+            for w in &cfg.warnings {
+                eprintln!("Warning: {w}");
+            }
             let mut user = UserConfig::load(&loc.user_config()).map_err(error)?;
             user.current_client = Some(a.name.clone());
             user.save(&loc.user_config()).map_err(error)?;
@@ -230,14 +235,21 @@ fn client_create(a: ClientCreate, loc: &Locations) -> Result<(), Fail> {
                 return Err(usage(
                     "client create",
                     "ALIAS",
-                    &format!("Invalid value for '--out': File '{}' is a directory.", out.display()),
+                    &format!(
+                        "Invalid value for '--out': File '{}' is a directory.",
+                        out.display()
+                    ),
                 ));
             }
             std::path::absolute(out).unwrap_or_else(|_| out.clone())
         }
         None => {
             let p = loc.client_path(&a.alias).map_err(|e| {
-                usage("client create", "ALIAS", &format!("Invalid value for 'ALIAS': {e}"))
+                usage(
+                    "client create",
+                    "ALIAS",
+                    &format!("Invalid value for 'ALIAS': {e}"),
+                )
             })?;
             if p.exists() {
                 return Err(error(format!(
@@ -249,14 +261,37 @@ fn client_create(a: ClientCreate, loc: &Locations) -> Result<(), Fail> {
         }
     };
     let mut input = Prompter::stdin();
-    let namespace = prompt_opt(a.namespace, "Enter a valid Jumpstarter client namespace", &mut input, false)?;
-    let name = prompt_opt(a.name, "Enter a valid Jumpstarter client name", &mut input, false)?;
-    let endpoint = prompt_opt(a.endpoint, "Enter a valid Jumpstarter service endpoint", &mut input, false)?;
-    let token = prompt_opt(a.token, "Enter a Jumpstarter auth token (hidden)", &mut input, true)?;
+    let namespace = prompt_opt(
+        a.namespace,
+        "Enter a valid Jumpstarter client namespace",
+        &mut input,
+        false,
+    )?;
+    let name = prompt_opt(
+        a.name,
+        "Enter a valid Jumpstarter client name",
+        &mut input,
+        false,
+    )?;
+    let endpoint = prompt_opt(
+        a.endpoint,
+        "Enter a valid Jumpstarter service endpoint",
+        &mut input,
+        false,
+    )?;
+    let token = prompt_opt(
+        a.token,
+        "Enter a Jumpstarter auth token (hidden)",
+        &mut input,
+        true,
+    )?;
     let allow = match a.allow {
         Some(v) => v,
-        None => input
-            .ask("Enter a comma-separated list of allowed driver packages (optional) []", false, true)?,
+        None => input.ask(
+            "Enter a comma-separated list of allowed driver packages (optional) []",
+            false,
+            true,
+        )?,
     };
     if let Err(why) = jumpstarter_config::client::decode_jwt(&token) {
         return Err(error(format!(
@@ -303,7 +338,8 @@ fn client_delete(alias: &str, print_path: bool, loc: &Locations) -> Result<(), F
         user.current_client = next;
         user.save(&loc.user_config()).map_err(error)?;
     }
-    std::fs::remove_file(&path).map_err(|e| error(format!("cannot delete {}: {e}", path.display())))?;
+    std::fs::remove_file(&path)
+        .map_err(|e| error(format!("cannot delete {}: {e}", path.display())))?;
     if print_path {
         println!("{}", path.display());
     }
@@ -443,7 +479,9 @@ fn exporter(cmd: ExporterCommand, loc: &Locations) -> Result<(), Fail> {
             let path = loc
                 .find_exporter(&a.alias)
                 .map_err(|_| error(format!("exporter \"{}\" does not exist", a.alias)))?;
-            edit(&path, |text, p| ExporterConfig::parse(text, p).map(|c| c.warnings))
+            edit(&path, |text, p| {
+                ExporterConfig::parse(text, p).map(|c| c.warnings)
+            })
         }
         ExporterCommand::List(a) => {
             let mut configs = Vec::new();
@@ -623,7 +661,12 @@ fn edit(
         .suffix(".yaml")
         .permissions(std::fs::Permissions::from_mode(0o600))
         .tempfile_in(dir)
-        .map_err(|e| error(format!("cannot create a copy to edit in {}: {e}", dir.display())))?;
+        .map_err(|e| {
+            error(format!(
+                "cannot create a copy to edit in {}: {e}",
+                dir.display()
+            ))
+        })?;
     std::fs::write(copy.path(), &original)
         .map_err(|e| error(format!("cannot write {}: {e}", copy.path().display())))?;
     let editor = editor();
