@@ -226,11 +226,8 @@ fn our_client_configs_read_the_same_upstream() {
     assert_eq!(dump, "c1\n('off', '1:30', '0777', 'yes')\n");
     // And upstream's `use` reads what we wrote.
     upstream(&root, &["config", "client", "use", "full"]);
-    assert_eq!(
-        ours(&root, &["config", "client", "list", "-o", "json"])
-            .contains("\"currentConfig\": \"full\""),
-        true
-    );
+    let listed = json(&ours(&root, &["config", "client", "list", "-o", "json"]));
+    assert_eq!(listed["currentConfig"], "full");
 }
 
 const UPSTREAM_FULL_EXPORTER: &str = r#"

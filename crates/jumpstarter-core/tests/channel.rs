@@ -179,7 +179,8 @@ async fn grpc_options_reach_the_channel() {
     );
 
     // The H2Channel path (router tunnels, direct mode) uses the same settings.
-    cfg.grpc_options.remove("grpc.max_receive_message_length");
+    cfg.grpc_options
+        .shift_remove("grpc.max_receive_message_length");
     let s = ChannelSettings::for_client(&cfg, &no_env()).unwrap();
     let h2 = s.h2(&endpoint).await.unwrap();
     let mut stub = ExporterServiceClient::with_origin(h2.clone(), h2.origin());
