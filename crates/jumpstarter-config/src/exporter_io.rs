@@ -171,21 +171,17 @@ fn node_json(node: &DriverNode) -> Json {
             methods_description,
             ..
         } => {
+            // Every key, defaults included, as upstream's model dump writes a driver node.
             let mut m = serde_json::Map::new();
             m.insert("type".into(), json!(type_name));
-            if let Some(d) = description {
-                m.insert("description".into(), json!(d));
-            }
-            if !methods_description.is_empty() {
-                m.insert("methods_description".into(), json!(methods_description));
-            }
+            m.insert("description".into(), json!(description));
+            m.insert("methods_description".into(), json!(methods_description));
             let cfg = config.to_json();
-            if cfg.as_object().is_some_and(|o| !o.is_empty()) {
-                m.insert("config".into(), cfg);
-            }
-            if !children.is_empty() {
-                m.insert("children".into(), entries_json(children));
-            }
+            m.insert(
+                "config".into(),
+                if cfg.is_object() { cfg } else { json!({}) },
+            );
+            m.insert("children".into(), entries_json(children));
             Json::Object(m)
         }
         DriverNode::Composite { children, .. } => json!({"children": entries_json(children)}),
