@@ -556,6 +556,42 @@ fn completion_scripts_and_help_tree() {
     ] {
         assert!(create.contains(flag), "{flag}: {create}");
     }
+    // Upstream's (click's) completion protocol, used by scripts upstream generated.
+    let complete = |mode: &str, words: &str, cword: &str| {
+        ok(&run_timeout(
+            r.cmd(&[])
+                .env("_JMP_COMPLETE", mode)
+                .env("COMP_WORDS", words)
+                .env("COMP_CWORD", cword),
+            T,
+        ))
+    };
+    assert_eq!(complete("bash_complete", "jmp conf", "1"), "plain,config\n");
+    assert_eq!(
+        complete("bash_complete", "jmp config client ", "3"),
+        "plain,create\nplain,delete\nplain,edit\nplain,list\nplain,use\n"
+    );
+    assert_eq!(
+        complete("bash_complete", "jmp config client list -o ", "5"),
+        "plain,json\nplain,yaml\nplain,name\n"
+    );
+    assert_eq!(
+        complete("bash_complete", "jmp completion ", "2"),
+        "plain,bash\nplain,zsh\nplain,fish\n"
+    );
+    assert_eq!(
+        complete("zsh_complete", "jmp config exp", "2"),
+        "plain\nexporter\nModify jumpstarter exporter config files\n"
+    );
+    assert_eq!(
+        complete("fish_complete", "jmp config exporter li", "li"),
+        "plain,list\tList exporter configs\n"
+    );
+    assert!(
+        complete("bash_complete", "jmp config client create --na", "4")
+            .contains("plain,--namespace\nplain,--name\n")
+    );
+
     let v = ok(&r.run(&["version"]));
     assert!(v.starts_with("Jumpstarter v"), "{v}");
 }

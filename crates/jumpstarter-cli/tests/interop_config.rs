@@ -328,3 +328,26 @@ fn exporter_configs_round_trip_both_ways() {
     );
     same_lists(&r2, "exporter");
 }
+
+#[test]
+fn completion_protocol_answers_like_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cfg");
+    for (mode, words, cword) in [
+        ("bash_complete", "jmp conf", "1"),
+        ("bash_complete", "jmp config exporter ", "3"),
+        ("bash_complete", "jmp config client list -o ", "5"),
+        ("zsh_complete", "jmp config exp", "2"),
+    ] {
+        let run = |exe: PathBuf| {
+            ok(&run_timeout(
+                with_root(&mut Command::new(exe), &root)
+                    .env("_JMP_COMPLETE", mode)
+                    .env("COMP_WORDS", words)
+                    .env("COMP_CWORD", cword),
+                T,
+            ))
+        };
+        assert_eq!(run(jmp()), run(upstream_jmp()), "{mode} {words:?}");
+    }
+}
