@@ -32,6 +32,19 @@ pub enum ConfigError {
     Invalid { at: Source, message: String },
     #[error("{0}")]
     NotFound(String),
+    /// A bad value in an environment variable.
+    #[error("${var}: {message}")]
+    Env { var: String, message: String },
+    /// Settings that contradict each other (two selections given at once...).
+    #[error("{0}")]
+    Conflict(String),
+    /// Writing a file failed.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl ConfigError {

@@ -22,25 +22,7 @@ pub const COMPOSITE_TYPE: &str = "jumpstarter_driver_composite.driver.Composite"
 /// The upstream type string of the proxy driver (what `ref:` nodes become).
 pub const PROXY_TYPE: &str = "jumpstarter_driver_composite.driver.Proxy";
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Metadata {
-    pub namespace: Option<String>,
-    pub name: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TlsConfig {
-    /// Base64-encoded PEM bundle, empty for system roots.
-    pub ca: String,
-    pub insecure: bool,
-}
-
-/// A gRPC channel option value (upstream allows strings and integers).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GrpcOptionValue {
-    Str(String),
-    Int(i64),
-}
+pub use crate::common::{GrpcOptionValue, GrpcOptions, Metadata, TlsConfig};
 
 /// What to do when a hook fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -147,9 +129,9 @@ pub struct ExporterConfig {
     pub token: Option<String>,
     pub tls: TlsConfig,
     /// `grpcOptions` (upstream's field).
-    pub grpc_options: BTreeMap<String, GrpcOptionValue>,
+    pub grpc_options: GrpcOptions,
     /// `grpcConfig` (the field the documentation names).
-    pub grpc_config: BTreeMap<String, GrpcOptionValue>,
+    pub grpc_config: GrpcOptions,
     /// Top-level description: the help text of the root of `j`.
     pub description: Option<String>,
     /// Message of the day (upstream main), shown to interactive shells.
@@ -251,23 +233,8 @@ impl ExporterConfig {
             .transpose()?
             .flatten();
         let tls = match top.take("tls") {
-            Some(t) if !t.is_null() => {
-                let mut tm = ctx.mapping(t, "tls")?;
-                let ca = tm
-                    .take("ca")
-                    .map(|v| ctx.opt_string(v, "tls.ca"))
-                    .transpose()?
-                    .flatten()
-                    .unwrap_or_default();
-                let insecure = tm
-                    .take("insecure")
-                    .map(|v| ctx.boolean(v, "tls.insecure"))
-                    .transpose()?
-                    .unwrap_or(false);
-                tm.finish(&ctx, "tls", &mut warnings);
-                TlsConfig { ca, insecure }
-            }
-            _ => TlsConfig::default(),
+            Some(t) => ctx.tls(t, &mut warnings)?,
+            None => TlsConfig::default(),
         };
         let grpc_options = top
             .take("grpcOptions")
@@ -446,33 +413,33 @@ impl ExporterConfig {
 
 static EMPTY: Vec<ExportEntry> = Vec::new();
 
-struct Ctx<'a> {
-    file: &'a Arc<Path>,
+pub(crate) struct Ctx<'a> {
+    pub(crate) file: &'a Arc<Path>,
 }
 
 /// Reads keys out of a mapping, remembering which ones were used.
-struct MapReader<'n> {
+pub(crate) struct MapReader<'n> {
     node: &'n Node,
     entries: &'n [(Node, Node)],
     used: Vec<usize>,
 }
 
 impl<'n> MapReader<'n> {
-    fn take(&mut self, key: &str) -> Option<&'n Node> {
+    pub(crate) fn take(&mut self, key: &str) -> Option<&'n Node> {
         let idx = self.entries.iter().position(|(k, _)| k.key_text() == key)?;
         self.used.push(idx);
         Some(&self.entries[idx].1)
     }
 
-    fn take_any(&mut self, keys: &[&str]) -> Option<&'n Node> {
+    pub(crate) fn take_any(&mut self, keys: &[&str]) -> Option<&'n Node> {
         keys.iter().find_map(|k| self.take(k))
     }
 
-    fn has(&self, key: &str) -> bool {
+    pub(crate) fn has(&self, key: &str) -> bool {
         self.entries.iter().any(|(k, _)| k.key_text() == key)
     }
 
-    fn finish(self, ctx: &Ctx<'_>, what: &str, warnings: &mut Vec<ConfigWarning>) {
+    pub(crate) fn finish(self, ctx: &Ctx<'_>, what: &str, warnings: &mut Vec<ConfigWarning>) {
         let _ = self.node;
         for (i, (k, _)) in self.entries.iter().enumerate() {
             if !self.used.contains(&i) {
@@ -489,18 +456,22 @@ impl<'n> MapReader<'n> {
 }
 
 impl<'a> Ctx<'a> {
-    fn err(&self, node: &Node, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn err(&self, node: &Node, message: impl Into<String>) -> ConfigError {
         ConfigError::invalid(self.file, node.pos, message)
     }
 
-    fn at(&self, pos: Pos) -> Source {
+    pub(crate) fn at(&self, pos: Pos) -> Source {
         Source {
             file: self.file.clone(),
             pos,
         }
     }
 
-    fn mapping<'n>(&self, node: &'n Node, what: &str) -> Result<MapReader<'n>, ConfigError> {
+    pub(crate) fn mapping<'n>(
+        &self,
+        node: &'n Node,
+        what: &str,
+    ) -> Result<MapReader<'n>, ConfigError> {
         match &node.value {
             Value::Map(entries) => Ok(MapReader {
                 node,
@@ -514,7 +485,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn string(&self, node: &Node, what: &str) -> Result<String, ConfigError> {
+    pub(crate) fn string(&self, node: &Node, what: &str) -> Result<String, ConfigError> {
         match &node.value {
             Value::Str(s) => Ok(s.clone()),
             // Numbers and booleans written where text is expected: upstream's pydantic would
@@ -527,7 +498,11 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn opt_string(&self, node: &Node, what: &str) -> Result<Option<String>, ConfigError> {
+    pub(crate) fn opt_string(
+        &self,
+        node: &Node,
+        what: &str,
+    ) -> Result<Option<String>, ConfigError> {
         if node.is_null() {
             Ok(None)
         } else {
@@ -535,7 +510,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn boolean(&self, node: &Node, what: &str) -> Result<bool, ConfigError> {
+    pub(crate) fn boolean(&self, node: &Node, what: &str) -> Result<bool, ConfigError> {
         match &node.value {
             Value::Bool(b) => Ok(*b),
             Value::Str(s) if matches!(s.as_str(), "true" | "false") => Ok(s == "true"),
@@ -546,7 +521,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn uint(&self, node: &Node, what: &str) -> Result<u64, ConfigError> {
+    pub(crate) fn uint(&self, node: &Node, what: &str) -> Result<u64, ConfigError> {
         match &node.value {
             Value::Int(i) if *i >= 0 && *i <= u64::MAX as i128 => Ok(*i as u64),
             Value::Float(x) if *x >= 0.0 && x.fract() == 0.0 && *x < 1.8e19 => Ok(*x as u64),
@@ -560,13 +535,9 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn grpc_options(
-        &self,
-        node: &Node,
-        what: &str,
-    ) -> Result<BTreeMap<String, GrpcOptionValue>, ConfigError> {
+    pub(crate) fn grpc_options(&self, node: &Node, what: &str) -> Result<GrpcOptions, ConfigError> {
         if node.is_null() {
-            return Ok(BTreeMap::new());
+            return Ok(GrpcOptions::new());
         }
         let Value::Map(entries) = &node.value else {
             return Err(self.err(
@@ -574,7 +545,7 @@ impl<'a> Ctx<'a> {
                 format!("{what} must be a mapping of option name to value"),
             ));
         };
-        let mut out = BTreeMap::new();
+        let mut out = GrpcOptions::new();
         for (k, v) in entries {
             let value = match &v.value {
                 Value::Int(i) => GrpcOptionValue::Int(
@@ -598,7 +569,11 @@ impl<'a> Ctx<'a> {
         Ok(out)
     }
 
-    fn string_map(&self, node: &Node, what: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    pub(crate) fn string_map(
+        &self,
+        node: &Node,
+        what: &str,
+    ) -> Result<BTreeMap<String, String>, ConfigError> {
         if node.is_null() {
             return Ok(BTreeMap::new());
         }

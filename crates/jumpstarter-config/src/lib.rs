@@ -3,19 +3,39 @@
 //! * [`yaml`]: YAML parsing into nodes that remember their line and column, with YAML 1.1
 //!   scalar rules (what upstream's PyYAML uses) and warnings for surprising constructs.
 //! * [`exporter`]: the `ExporterConfig` model (`export` tree, hooks, TLS, gRPC options...).
+//! * [`client`], [`user`]: `ClientConfig` (`clients/*.yaml`) and `UserConfig` (`config.yaml`).
+//! * [`resolve`]: the loading order (flags > environment > files) and env overrides.
+//! * [`grpc`]: `grpcOptions`/`grpcConfig` as channel settings; [`drivers`]: the allow-list.
+//! * [`emit`], [`write`]: YAML 1.1-safe writing, atomic 0600 files.
 //! * [`paths`]: where configuration files live and how aliases map to files.
 //! * [`driver_config`]: a driver's `config:` mapping, deserialized with errors that point at
 //!   the offending line.
 
+pub mod client;
+pub mod common;
 pub mod driver_config;
+pub mod drivers;
+pub mod emit;
 pub mod error;
 pub mod exporter;
+mod exporter_io;
+pub mod grpc;
 pub mod paths;
+pub mod resolve;
+pub mod user;
+pub mod write;
 pub mod yaml;
 
+pub use client::{ClientConfig, LeaseSettings, ShellConfig};
+pub use common::{Env, GrpcOptionValue, GrpcOptions, Metadata, Origin, TlsConfig};
 pub use driver_config::DriverConfig;
+pub use drivers::{DriverAllow, Drivers};
 pub use error::{ConfigError, ConfigWarning, Source};
 pub use exporter::{DriverNode, ExportEntry, ExporterConfig, Hook, HookFailure, Hooks};
+pub use grpc::ChannelOptions;
+pub use paths::Locations;
+pub use resolve::{ChosenBy, ClientSelection, require_client, resolve_client, resolve_exporter};
+pub use user::UserConfig;
 
 /// The `apiVersion` every Jumpstarter config file carries.
 pub const API_VERSION: &str = "jumpstarter.dev/v1alpha1";

@@ -59,6 +59,44 @@ impl Locations {
         self.root.join("exporters")
     }
 
+    /// The file of a client alias (`<root>/clients/<alias>.yaml`), whether it exists or not.
+    pub fn client_path(&self, alias: &str) -> Result<PathBuf, ConfigError> {
+        validate_alias(alias, "client")?;
+        Ok(self.clients_dir().join(format!("{alias}.yaml")))
+    }
+
+    /// The user-directory file of an exporter alias (where `jmp config exporter create` writes).
+    pub fn user_exporter_path(&self, alias: &str) -> Result<PathBuf, ConfigError> {
+        validate_alias(alias, "exporter")?;
+        Ok(self.exporters_dir().join(format!("{alias}.yaml")))
+    }
+
+    /// The system file of an exporter alias.
+    pub fn system_exporter_path(&self, alias: &str) -> Result<PathBuf, ConfigError> {
+        validate_alias(alias, "exporter")?;
+        Ok(self.system_exporters.join(format!("{alias}.yaml")))
+    }
+
+    /// Client config files (`*.yaml` in `clients/`), in directory order like upstream.
+    pub fn client_files(&self) -> Result<Vec<PathBuf>, ConfigError> {
+        yaml_files(&self.clients_dir())
+    }
+
+    /// Exporter aliases with their resolved files: user directory first, then `/etc`-only
+    /// ones, each in directory order.
+    pub fn exporter_files(&self) -> Result<Vec<(String, PathBuf)>, ConfigError> {
+        let mut out: Vec<(String, PathBuf)> = Vec::new();
+        for dir in [self.exporters_dir(), self.system_exporters.clone()] {
+            for p in yaml_files(&dir)? {
+                let alias = exporter_alias(&p);
+                if !out.iter().any(|(a, _)| *a == alias) {
+                    out.push((alias, p));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Finds the file of an exporter alias: the user directory wins over the system one.
     pub fn find_exporter(&self, alias: &str) -> Result<PathBuf, ConfigError> {
         validate_alias(alias, "exporter")?;
@@ -78,6 +116,31 @@ impl Locations {
                 ))
             })
     }
+}
+
+fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(ConfigError::Io {
+                path: dir.to_owned(),
+                source,
+            });
+        }
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| ConfigError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let p = entry.path();
+        if p.extension().is_some_and(|x| x == "yaml") && p.is_file() {
+            out.push(p);
+        }
+    }
+    Ok(out)
 }
 
 /// Aliases are file stems: no path separators, not `.` or `..`, not empty.

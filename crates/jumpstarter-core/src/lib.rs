@@ -12,6 +12,7 @@
 //! * [`logs`]: what `LogStream` serves.
 //! * [`testing`]: `serve(tree)`, a driver tree behind a real session on a temporary socket.
 
+pub mod channel;
 pub mod client;
 pub mod driver;
 pub mod forward;

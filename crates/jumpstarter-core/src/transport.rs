@@ -23,14 +23,13 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use jumpstarter_config::ChannelOptions;
+
 use crate::session::{CONNECTION_WINDOW, MAX_FRAME_SIZE, STREAM_WINDOW};
 use crate::tls;
 
 /// How long connecting (TCP and TLS handshake) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
-/// HTTP/2 keepalive on TCP channels (upstream's client settings: 20 s, 180 s timeout).
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
-pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Where a session is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,16 +119,16 @@ impl H2Channel {
     where
         IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        Self::handshake_with(io, origin(), HeaderMap::new(), false).await
+        Self::handshake_with(io, origin(), HeaderMap::new(), None).await
     }
 
     /// [`H2Channel::handshake`] with the origin put on requests, metadata for every request,
-    /// and optionally HTTP/2 keepalive pings (for TCP).
+    /// and optionally HTTP/2 keepalive pings (for TCP) as the channel options say.
     pub async fn handshake_with<IO>(
         io: IO,
         origin: http::Uri,
         headers: HeaderMap,
-        keepalive: bool,
+        keepalive: Option<&ChannelOptions>,
     ) -> Result<H2Channel, hyper::Error>
     where
         IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -139,12 +138,12 @@ impl H2Channel {
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_frame_size(MAX_FRAME_SIZE);
-        if keepalive {
+        if let Some(o) = keepalive {
             builder
                 .timer(TokioTimer::new())
-                .keep_alive_interval(KEEPALIVE_INTERVAL)
-                .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-                .keep_alive_while_idle(true);
+                .keep_alive_interval(o.keepalive_time)
+                .keep_alive_timeout(o.keepalive_timeout)
+                .keep_alive_while_idle(o.keepalive_permit_without_calls);
         }
         let (send, conn) = builder.handshake(TokioIo::new(io)).await?;
         tokio::spawn(async move {
@@ -172,6 +171,16 @@ impl H2Channel {
     /// Connects to a target: unix sockets in plaintext; TCP targets in plaintext or TLS as
     /// `dial` says, with its passphrase.
     pub async fn dial(target: &Target, dial: &Dial) -> Result<H2Channel, DialError> {
+        Self::dial_with_options(target, dial, &ChannelOptions::default()).await
+    }
+
+    /// [`H2Channel::dial`] with channel options from a config's `grpcOptions` (keepalive,
+    /// TLS name override, authority); they apply to TCP targets only, as upstream's do.
+    pub async fn dial_with_options(
+        target: &Target,
+        dial: &Dial,
+        options: &ChannelOptions,
+    ) -> Result<H2Channel, DialError> {
         match target {
             Target::Unix(path) => {
                 let io = tokio::net::UnixStream::connect(path)
@@ -196,7 +205,9 @@ impl H2Channel {
                     match &dial.tls {
                         None => (io, scheme) = (Box::new(tcp) as Box<dyn Io>, "http"),
                         Some(config) => {
-                            let name = tls::server_name(host)?;
+                            let name = tls::server_name(
+                                options.tls_server_name.as_deref().unwrap_or(host),
+                            )?;
                             let tls = tokio_rustls::TlsConnector::from(config.clone())
                                 .connect(name, tcp)
                                 .await
@@ -214,13 +225,14 @@ impl H2Channel {
                     .map_err(|_| DialError::Timeout {
                         target: shown.clone(),
                     })??;
+                let authority = options.authority.as_deref().unwrap_or(shown.as_str());
                 let origin = http::Uri::builder()
                     .scheme(scheme)
-                    .authority(shown.as_str())
+                    .authority(authority)
                     .path_and_query("/")
                     .build()
                     .unwrap_or_else(|_| origin());
-                Self::handshake_with(io, origin, headers, true)
+                Self::handshake_with(io, origin, headers, Some(options))
                     .await
                     .map_err(DialError::Http2)
             }

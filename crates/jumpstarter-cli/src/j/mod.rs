@@ -71,7 +71,7 @@ async fn run(host: String, args: Vec<OsString>) -> i32 {
             return 1;
         }
     };
-    let allow = Allow::from_env();
+    let allow = allow::from_env();
     tree::run(&client, &allow, args).await
 }
 

@@ -45,8 +45,8 @@ pub fn kind(node: &DriverClient, allow: &Allow) -> Kind {
     if class == COMPOSITE_CLIENT {
         return Kind::Composite;
     }
-    if !allow.allows(class) {
-        return Kind::Denied(allow.denial(class));
+    if let Err(note) = node.allowed_by(allow) {
+        return Kind::Denied(note);
     }
     match class {
         POWER_CLIENT => Kind::Power {

@@ -213,10 +213,12 @@ pub async fn run(args: RunArgs) -> i32 {
 }
 
 async fn load(path: &Path) -> Result<Exporter, i32> {
-    let config = ExporterConfig::load(path).map_err(|e| {
+    let mut config = ExporterConfig::load(path).map_err(|e| {
         eprintln!("Error: Failed to load config: {e}");
         1
     })?;
+    // JMP_ENDPOINT, JMP_TOKEN, JMP_NAMESPACE, JMP_NAME and insecure TLS override the file.
+    config.apply_env(&jumpstarter_config::Env::process());
     for w in &config.warnings {
         tracing::warn!("{w}");
     }

@@ -261,6 +261,18 @@ impl DriverClient {
             .map_or("", String::as_str)
     }
 
+    /// Whether a driver allow-list lets a client use this node's typed client class
+    /// (composites are structure and always allowed). `Err` carries the note to show in
+    /// place of the node's commands: a disallowed node is shown, never dropped.
+    pub fn allowed_by(&self, allow: &jumpstarter_config::DriverAllow) -> Result<(), String> {
+        let class = self.client_class();
+        if class == crate::tree::COMPOSITE_CLIENT || allow.allows(class) {
+            Ok(())
+        } else {
+            Err(allow.denial(class))
+        }
+    }
+
     pub fn description(&self) -> Option<&str> {
         self.node.description.as_deref()
     }
