@@ -109,6 +109,7 @@ fn main() {
         venv_bin: venv.join("bin"),
         quick: opts.quick,
     };
+    let load_before = loadavg();
     let mut rows = Vec::new();
     let mut targets = Vec::new();
     cli_latency(&env, &mut rows, &mut targets);
@@ -119,7 +120,7 @@ fn main() {
     storage::storage(&env, &mut rows, &mut targets);
     storage::serial(&env, &mut rows);
 
-    let md = render(&rows, &targets, opts.quick);
+    let md = render(&rows, &targets, opts.quick, &load_before);
     print!("{md}");
     if let Some(out) = opts.out {
         std::fs::write(out, md).unwrap();
@@ -455,7 +456,14 @@ fn direct_mode(env: &Env, rows: &mut Vec<Row>) {
     ));
 }
 
-fn render(rows: &[Row], targets: &[Target], quick: bool) -> String {
+/// The 1/5/15-minute load averages: how busy the machine was besides this run.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn render(rows: &[Row], targets: &[Target], quick: bool, load_before: &str) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -472,14 +480,24 @@ fn render(rows: &[Row], targets: &[Target], quick: bool) -> String {
          `bench/py/`). Both sides use the same exporter config, `bench/exporter.yaml`.\n\n",
     );
     md.push_str(&format!(
-        "Machine: {cores} cores, {cpu}. Command: `bench/run.sh{}`.\n\n",
-        if quick { " --quick" } else { "" }
+        "Machine: {cores} cores, {cpu}. Command: `bench/run.sh{}`. Load average (1/5/15 min) \
+         before the run: {load_before}; after: {}. Anything above 1 means other work shared the \
+         cores during the run and slowed both sides.\n\n",
+        if quick { " --quick" } else { "" },
+        loadavg()
     ));
     md.push_str("| What | jumpstarter-rs | upstream 0.9.0 | factor |\n|---|---|---|---|\n");
     for r in rows {
         md.push_str(&format!(
-            "| {} | {} | {} | {:.0}x |\n",
-            r.what, r.ours, r.upstream, r.factor
+            "| {} | {} | {} | {} |\n",
+            r.what,
+            r.ours,
+            r.upstream,
+            if r.factor < 10.0 {
+                format!("{:.1}x", r.factor)
+            } else {
+                format!("{:.0}x", r.factor)
+            }
         ));
     }
     md.push_str("\nTargets from the issues, as measured in this run:\n\n");
@@ -500,7 +518,16 @@ fn render(rows: &[Row], targets: &[Target], quick: bool) -> String {
          figure in that row); what is above it is the gRPC stack on both sides.\n\
          * Echo throughput counts the bytes once; the same bytes also travel back.\n\
          * Memory is the resident set of the `jmp shell` process that hosts the exporter (the child\n  \
-         shell is not counted for either side).\n",
+         shell is not counted for either side).\n\
+         * Flash and dump: the image is disk-like (per MiB, half pseudo-random, half zeros); the mock\n  \
+         medium is a file in a temporary directory on the same disk for both sides. Upstream's\n  \
+         exporter never finishes a compressed dump (it sends no end of stream after the last\n  \
+         block), so upstream-to-upstream compressed dumps are truncated files and upstream's `j` does\n  \
+         not notice; ours reports the truncation as an error, so the `our j -> upstream's exporter`\n  \
+         compressed dump has no figure. Upstream's `j` sometimes crashes while exiting after a\n  \
+         transfer (opendal's Python binding); such runs are repeated.\n\
+         * Mixed rows compare with the upstream-to-upstream figure; below 1x means the mixed pair is\n  \
+         slower than upstream alone (the Python side sets the pace).\n",
     );
     md
 }
