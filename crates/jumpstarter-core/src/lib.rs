@@ -9,6 +9,7 @@
 //!   configs for direct mode; [`forward`]: a local socket relaying every call to a remote
 //!   session (what `jmp shell --tls-grpc` gives `j`).
 //! * [`resource`]: resource handles (flash/dump transfers), encodings, presigned HTTP.
+//! * [`remote`]: subtrees served by a driver host process, grafted and relayed.
 //! * [`logs`]: what `LogStream` serves.
 //! * [`testing`]: `serve(tree)`, a driver tree behind a real session on a temporary socket.
 
@@ -17,6 +18,7 @@ pub mod driver;
 pub mod forward;
 pub mod logs;
 pub mod registry;
+pub mod remote;
 pub mod resource;
 pub mod session;
 pub mod socket;
