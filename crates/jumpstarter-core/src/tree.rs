@@ -417,6 +417,9 @@ impl ConfigBuilder<'_> {
                 .map(|(_, c)| c.instance().clone());
             match next {
                 Some(n) => node = n,
+                // A host that is not running has a stand-in without children: an alias into
+                // its subtree is the stand-in (its calls fail with the host's error).
+                None if node.driver.remote().is_some_and(|h| h.failure().is_some()) => break,
                 None => return Some(None),
             }
         }

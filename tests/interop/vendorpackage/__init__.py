@@ -55,3 +55,11 @@ class CustomDriver(Driver):
     async def freeze(self):
         # Blocks the host's event loop: the host stops answering altogether.
         time.sleep(3600)
+
+
+from jumpstarter_driver_composite.driver import CompositeInterface  # noqa: E402
+
+
+@dataclass(kw_only=True)
+class Bench(CompositeInterface, Driver):
+    """A bench grouping upstream drivers; the whole subtree runs in the driver host."""
