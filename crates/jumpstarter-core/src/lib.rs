@@ -29,7 +29,10 @@ pub mod transport;
 pub mod tree;
 
 pub use client::{Client, ClientError, DriverClient};
-pub use driver::{Args, BoxStream, Driver, DriverError, Method, MethodKind, Param, Value};
+pub use driver::{
+    Args, BoxStream, Driver, DriverError, Method, MethodKind, Param, Value, ValueStream,
+};
+pub use jumpstarter_config::ConfigError;
 pub use logs::{Level, LogHub, Logger};
 pub use registry::{BuildContext, Registry};
 pub use resource::{CallContext, Encoding, Resource};
