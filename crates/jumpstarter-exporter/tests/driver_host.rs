@@ -170,6 +170,62 @@ async fn vendor_driver_serves_every_call_kind_next_to_native_drivers() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn uploads_reach_hosted_drivers_decoded_and_resets_end_them() {
+    let lab = Lab::new();
+    let exporter = lab.exporter(&lab.python(), CUSTOM).await;
+    let session = exporter.start_local(LogHub::new()).await.unwrap();
+    let client = connect(&session).await;
+    let custom = client.get("custom").unwrap().clone();
+    // A gzip upload: the host accepts the encoding and its driver reads the plain bytes.
+    let plain: Vec<u8> = (0..500_000u32).map(|i| (i % 251) as u8).collect();
+    let mut gz = Vec::new();
+    {
+        let mut enc = jumpstarter_core::resource::encoding::encoder(
+            jumpstarter_core::Encoding::Gzip,
+            &mut gz,
+        );
+        enc.write_all(&plain).await.unwrap();
+        enc.shutdown().await.unwrap();
+    }
+    let mut res = custom
+        .resource(Some(jumpstarter_core::Encoding::Gzip))
+        .await
+        .unwrap();
+    assert_eq!(res.accept.as_deref(), Some("gzip"));
+    assert_eq!(res.handle["x_jmp_content_encoding"], "gzip");
+    let handle = res.handle.clone();
+    let call = tokio::spawn({
+        let custom = custom.clone();
+        async move { custom.call("consume", vec![handle]).await }
+    });
+    res.stream.write_all(&gz).await.unwrap();
+    res.stream.shutdown().await.unwrap();
+    assert_eq!(call.await.unwrap().unwrap(), json!(plain.len()));
+    drop(res);
+    // An upload the client resets half way: the relay resets the host's stream, and the call
+    // ends. Upstream 0.9.0's session reads a reset resource stream as its end, so the driver
+    // sees the bytes that arrived (its own exporter does the same with the same client).
+    let mut res = custom.resource(None).await.unwrap();
+    res.stream.write_all(&[7u8; 100_000]).await.unwrap();
+    let handle = res.handle.clone();
+    let call = tokio::spawn({
+        let custom = custom.clone();
+        async move { custom.call("consume", vec![handle]).await }
+    });
+    // Let the call start reading before the reset.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(res);
+    let r = call.await.unwrap();
+    assert_eq!(r.unwrap(), json!(100_000));
+    power_works(&client).await;
+    assert_eq!(
+        custom.call("greet", vec![json!("after")]).await.unwrap(),
+        json!("world, after")
+    );
+    session.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn host_logs_reach_log_stream() {
     let lab = Lab::new();
     let exporter = lab.exporter(&lab.python(), CUSTOM).await;
