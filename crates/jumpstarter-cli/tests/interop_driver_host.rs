@@ -194,3 +194,39 @@ fn upstream_driver_packages_next_to_native_drivers() {
     );
     assert_eq!(out, format!("lab\n127.0.0.1:{tcp}\n"));
 }
+
+#[test]
+fn missing_vendor_package_is_a_clear_error_in_j_and_the_rest_serves() {
+    let dir = lab();
+    let cfg = write_config(
+        dir.path(),
+        "  power:
+    type: jumpstarter_driver_power.driver.MockPower
+  relay:
+    type: acme_relays.driver.Relay
+    config: {channel: 3}
+",
+    );
+    let out = shell(
+        dir.path(),
+        &cfg,
+        "j relay call on 2>err.txt || echo rc=$?; j power on; j relay --help | head -3",
+    );
+    // The exporter's log (shown by the shell) says it too.
+    assert!(out.contains("\nrc=1\n"), "{out}");
+    assert!(
+        out.contains(
+            "ERROR    [exporter] driver `relay` (type `acme_relays.driver.Relay`) is unavailable: "
+        ),
+        "{out}"
+    );
+    assert!(out.contains("power on"), "{out}");
+    assert!(out.contains("unavailable: "), "{out}");
+    let err = std::fs::read_to_string(dir.path().join("err.txt")).unwrap();
+    assert!(err.contains("UNAVAILABLE"), "{err}");
+    assert!(
+        err.contains("driver host for `relay` is unavailable: the Python driver host could not start: driver `relay` (type `acme_relays.driver.Relay`): Python package `acme_relays` is not installed in "),
+        "{err}"
+    );
+    assert!(err.contains("-m pip install 'acme-relays'"), "{err}");
+}

@@ -314,7 +314,7 @@ pub async fn start(h: &HostedSubtree, options: &HostOptions, logs: &LogHub) -> A
                 "driver `{}` (type `{}`) is unavailable: {reason}",
                 h.path, h.type_name
             );
-            tracing::error!("{message}");
+            // The system logger also writes to tracing.
             logs.system_logger().error(message);
             remote::unavailable(HostLink::failed(&h.path, reason), &h.type_name)
         }
@@ -341,12 +341,21 @@ fn read_lines(
     })
 }
 
+/// The host's own diagnosis: its last `error: ` line.
+fn host_error(lines: &Lines) -> Option<String> {
+    let l = lines.lock().unwrap_or_else(|e| e.into_inner());
+    l.iter()
+        .rev()
+        .find_map(|s| s.strip_prefix("error: "))
+        .map(str::to_owned)
+}
+
 /// What the host said before it went away: its `error:` line if any, else its last lines.
 fn diagnosis(lines: &Lines) -> String {
-    let l = lines.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(e) = l.iter().rev().find_map(|s| s.strip_prefix("error: ")) {
-        return e.to_owned();
+    if let Some(e) = host_error(lines) {
+        return e;
     }
+    let l = lines.lock().unwrap_or_else(|e| e.into_inner());
     let tail: Vec<&str> = l
         .iter()
         .rev()
@@ -436,10 +445,13 @@ async fn launch(
             for r in readers {
                 let _ = tokio::time::timeout(Duration::from_secs(2), r).await;
             }
-            return Err(format!(
-                "the Python driver host exited ({status}): {}",
-                diagnosis(&output)
-            ));
+            return Err(match host_error(&output) {
+                Some(e) => format!("the Python driver host could not start: {e}"),
+                None => format!(
+                    "the Python driver host exited ({status}): {}",
+                    diagnosis(&output)
+                ),
+            });
         }
         if let Some(ready) = probe(dir.path()).await {
             break ready;

@@ -354,6 +354,7 @@ async fn host_crash_mid_call_then_next_session_restarts_it() {
     let session = exporter.start_local(LogHub::new()).await.unwrap();
     let client = connect(&session).await;
     let custom = client.get("custom").unwrap();
+    let first_uuid = custom.uuid().to_owned();
     let (code, msg) = call_error(custom.call("crash", vec![]).await);
     assert_eq!(code, Code::Unavailable, "{msg}");
     assert!(
@@ -367,9 +368,10 @@ async fn host_crash_mid_call_then_next_session_restarts_it() {
     assert_eq!(code, Code::Unavailable);
     power_works(&client).await;
     session.stop().await;
-    // The next session has a new host.
+    // The next session has a new host (and new driver instances, as built-in drivers do).
     let session = exporter.start_local(LogHub::new()).await.unwrap();
     let client = connect(&session).await;
+    assert_ne!(client.get("custom").unwrap().uuid(), first_uuid);
     assert_eq!(
         client
             .get("custom")
