@@ -158,26 +158,32 @@ impl HostLink {
     /// Turns a relay error into what the client sees. Statuses the host sent pass unchanged;
     /// a broken connection becomes UNAVAILABLE with the reason the supervisor found.
     async fn relay_error(&self, status: Status) -> Status {
-        let transport = std::error::Error::source(&status).is_some()
-            || self.failure().is_some()
-            || self.channel.as_ref().is_none_or(H2Channel::is_closed);
-        if !transport {
+        let closed = || self.channel.as_ref().is_none_or(H2Channel::is_closed);
+        let transport = std::error::Error::source(&status).is_some();
+        if !transport && self.failure().is_none() && !closed() {
             return status;
         }
-        let mut failure = self.failure.clone();
-        let found = tokio::time::timeout(FAILURE_GRACE, async {
-            failure
-                .wait_for(Option::is_some)
-                .await
-                .ok()
-                .and_then(|f| f.clone())
-        })
-        .await;
-        let reason = found
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| format!("the connection to the host failed: {}", status.message()));
-        self.unavailable(&reason)
+        // A transport error may come a moment before the supervisor sees the host exit (or
+        // the connection is marked closed): give it that moment.
+        let deadline = tokio::time::Instant::now() + FAILURE_GRACE;
+        loop {
+            if let Some(f) = self.failure() {
+                return self.unavailable(&f);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if closed() {
+            self.unavailable(&format!(
+                "the connection to the host failed: {}",
+                status.message()
+            ))
+        } else {
+            // The host is alive and the connection open: a stream-level error, as is.
+            status
+        }
     }
 
     fn exporter(&self) -> Result<ExporterServiceClient<H2Channel>, Status> {
