@@ -4,6 +4,7 @@
 //! and writes BENCHMARKS.md. Every figure compares the same work on both sides on this machine.
 
 mod measure;
+mod pyhost;
 mod storage;
 
 use std::path::{Path, PathBuf};
@@ -119,6 +120,7 @@ fn main() {
     direct_mode(&env, &mut rows);
     storage::storage(&env, &mut rows, &mut targets);
     storage::serial(&env, &mut rows);
+    pyhost::pyhost(&env, &mut rows);
 
     let md = render(&rows, &targets, opts.quick, &load_before);
     print!("{md}");

@@ -84,6 +84,11 @@ pub struct Shell {
 
 impl Shell {
     pub fn start(jmp: &Path, config: &Path) -> Shell {
+        Self::start_with_env(jmp, config, &[])
+    }
+
+    /// [`Shell::start`] with extra environment for `jmp` (and so for its exporter).
+    pub fn start_with_env(jmp: &Path, config: &Path, env: &[(&str, &Path)]) -> Shell {
         let dir = tempfile::tempdir().unwrap();
         let host_file = dir.path().join("host");
         let done = dir.path().join("done");
@@ -93,6 +98,7 @@ impl Shell {
             d = done.display()
         );
         let child = Command::new(jmp)
+            .envs(env.iter().copied())
             .env("TERM", "dumb")
             .arg("shell")
             .arg("--exporter-config")

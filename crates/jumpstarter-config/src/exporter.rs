@@ -77,6 +77,13 @@ impl Default for FailureDetection {
     }
 }
 
+/// `driverHost:`: how drivers whose type is not built in are run (jumpstarter-rs only).
+#[derive(Debug, Clone, Default)]
+pub struct DriverHostConfig {
+    /// The Python interpreter for the Python driver host (`python3` on PATH when unset).
+    pub python: Option<String>,
+}
+
 /// A named entry of `export:` or of a `children:` mapping.
 #[derive(Debug, Clone)]
 pub struct ExportEntry {
@@ -139,6 +146,7 @@ pub struct ExporterConfig {
     pub export: Vec<ExportEntry>,
     pub hooks: Hooks,
     pub failure_detection: FailureDetection,
+    pub driver_host: DriverHostConfig,
     /// Valid but suspicious content.
     pub warnings: Vec<ConfigWarning>,
 }
@@ -280,6 +288,19 @@ impl ExporterConfig {
             }
             _ => FailureDetection::default(),
         };
+        let driver_host = match top.take("driverHost") {
+            Some(d) if !d.is_null() => {
+                let mut dm = ctx.mapping(d, "driverHost")?;
+                let python = dm
+                    .take("python")
+                    .map(|v| ctx.opt_string(v, "driverHost.python"))
+                    .transpose()?
+                    .flatten();
+                dm.finish(&ctx, "driverHost", &mut warnings);
+                DriverHostConfig { python }
+            }
+            _ => DriverHostConfig::default(),
+        };
         // Upstream writes `alias` and `path` into nothing, but tolerate them.
         top.take("alias");
         top.take("path");
@@ -299,6 +320,7 @@ impl ExporterConfig {
             export,
             hooks,
             failure_detection,
+            driver_host,
             warnings,
         };
         cfg.check_refs()?;

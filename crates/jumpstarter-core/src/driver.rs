@@ -4,6 +4,25 @@
 //! [`Method`]s of three kinds, and optional `reset`/`close` hooks. The session dispatches calls
 //! by method name after checking the table; drivers never see gRPC types. Arguments and
 //! results are JSON values, encoded on the wire by `jumpstarter_protocol::value`.
+//!
+//! # Writing a driver
+//!
+//! 1. Implement [`Driver`]: [`Driver::client`] names the client class (an upstream one such
+//!    as `jumpstarter_driver_power.client.PowerClient` when the driver speaks that interface,
+//!    so every client already knows it), [`Driver::methods`] lists the exported methods as
+//!    `const` [`Method`] values, and `call` / `streaming_call` / `open_stream` serve them. The
+//!    session has checked the method name, kind and argument count before calling; read
+//!    arguments with [`Args::get`] / [`Args::get_or`]; fail with a [`DriverError`] variant
+//!    (its gRPC code is what upstream uses for the matching Python exception).
+//! 2. Register a constructor under the `type:` string configs use
+//!    ([`crate::Registry::register`]); it gets the node's `config:` (parse it with serde via
+//!    `ctx.config.parse()`, which reports file and line), its children and a logger. Drivers
+//!    are built per session.
+//! 3. Test through a real session and client with [`crate::testing::serve`].
+//!
+//! `examples/custom-driver` is a complete out-of-tree example, including a custom exporter
+//! binary (`jumpstarter_cli::main_with_drivers`). Drivers in other languages run out of
+//! process: see `docs/driver-hosts.md`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -343,6 +362,12 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Called once when the session ends.
     async fn close(&self) {}
+
+    /// Not for driver authors: a node served by a driver host (see [`crate::remote`]). The
+    /// session relays every call and stream addressed to it, unchanged, to the host.
+    fn remote(&self) -> Option<&Arc<crate::remote::HostLink>> {
+        None
+    }
 }
 
 impl fmt::Debug for dyn Driver {

@@ -9,6 +9,7 @@
 //!   configs for direct mode; [`forward`]: a local socket relaying every call to a remote
 //!   session (what `jmp shell --tls-grpc` gives `j`).
 //! * [`resource`]: resource handles (flash/dump transfers), encodings, presigned HTTP.
+//! * [`remote`]: subtrees served by a driver host process, grafted and relayed.
 //! * [`logs`]: what `LogStream` serves.
 //! * [`testing`]: `serve(tree)`, a driver tree behind a real session on a temporary socket.
 
@@ -18,6 +19,7 @@ pub mod driver;
 pub mod forward;
 pub mod logs;
 pub mod registry;
+pub mod remote;
 pub mod resource;
 pub mod session;
 pub mod socket;
@@ -28,7 +30,10 @@ pub mod transport;
 pub mod tree;
 
 pub use client::{Client, ClientError, DriverClient};
-pub use driver::{Args, BoxStream, Driver, DriverError, Method, MethodKind, Param, Value};
+pub use driver::{
+    Args, BoxStream, Driver, DriverError, Method, MethodKind, Param, Value, ValueStream,
+};
+pub use jumpstarter_config::ConfigError;
 pub use logs::{Level, LogHub, Logger};
 pub use registry::{BuildContext, Registry};
 pub use resource::{CallContext, Encoding, Resource};

@@ -89,8 +89,8 @@ impl Registry {
         }
     }
 
-    /// The message for an unknown type: the closest known names first, then all of them.
-    pub fn unknown_type_message(&self, type_name: &str) -> String {
+    /// Known types close to `type_name` (likely meant when it is a typo), best first.
+    pub fn suggestions(&self, type_name: &str) -> Vec<&str> {
         let mut scored: Vec<(f64, &str)> = self
             .known()
             .map(|k| {
@@ -100,12 +100,17 @@ impl Registry {
             })
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let close: Vec<&str> = scored
+        scored
             .iter()
             .filter(|(s, _)| *s > 0.85)
             .take(3)
             .map(|(_, k)| *k)
-            .collect();
+            .collect()
+    }
+
+    /// The message for an unknown type: the closest known names first, then all of them.
+    pub fn unknown_type_message(&self, type_name: &str) -> String {
+        let close = self.suggestions(type_name);
         let mut msg = format!("unknown driver type `{type_name}`");
         if !close.is_empty() {
             msg.push_str(&format!("; did you mean `{}`?", close.join("` or `")));

@@ -158,10 +158,23 @@ impl DriverTree {
         registry: &Registry,
         logs: &LogHub,
     ) -> Result<Self, ConfigError> {
+        Self::from_config_with(cfg, registry, logs, &HashMap::new())
+    }
+
+    /// [`DriverTree::from_config`] with subtrees built elsewhere (driver hosts): `grafts` maps
+    /// a node's dotted path to its instance, which is used as is (its config is not looked
+    /// at). A `ref:` into a grafted subtree finds the node by its children's names.
+    pub fn from_config_with(
+        cfg: &ExporterConfig,
+        registry: &Registry,
+        logs: &LogHub,
+        grafts: &HashMap<String, Arc<Instance>>,
+    ) -> Result<Self, ConfigError> {
         let mut b = ConfigBuilder {
             cfg,
             registry,
             logs,
+            grafts,
             memo: HashMap::new(),
             in_progress: Vec::new(),
         };
@@ -268,6 +281,7 @@ struct ConfigBuilder<'a> {
     cfg: &'a ExporterConfig,
     registry: &'a Registry,
     logs: &'a LogHub,
+    grafts: &'a HashMap<String, Arc<Instance>>,
     memo: HashMap<String, Arc<Instance>>,
     in_progress: Vec<String>,
 }
@@ -281,6 +295,14 @@ impl ConfigBuilder<'_> {
                         at: target_at.clone(),
                         message: format!("`{path}` references a driver that does not exist"),
                     })?;
+                if let Some(inst) = self.grafted(&target_path) {
+                    return inst.map(Child::Ref).ok_or_else(|| ConfigError::Invalid {
+                        at: target_at.clone(),
+                        message: format!(
+                            "`{path}` references `{target_path}`, which its driver host does not report"
+                        ),
+                    });
+                }
                 Ok(Child::Ref(self.build(&target_path, target, target_at)?))
             }
             _ => Ok(Child::Own(self.build(path, entry, &entry.at)?)),
@@ -295,6 +317,9 @@ impl ConfigBuilder<'_> {
     ) -> Result<Arc<Instance>, ConfigError> {
         if let Some(done) = self.memo.get(path) {
             return Ok(done.clone());
+        }
+        if let Some(graft) = self.grafts.get(path) {
+            return Ok(graft.clone());
         }
         if self.in_progress.iter().any(|p| p == path) {
             let mut chain = self.in_progress.clone();
@@ -367,6 +392,38 @@ impl ConfigBuilder<'_> {
         let instance = Arc::new(instance);
         self.memo.insert(path.to_owned(), instance.clone());
         Ok(instance)
+    }
+}
+
+impl ConfigBuilder<'_> {
+    /// A node inside a grafted subtree: `None` when `path` is outside every graft,
+    /// `Some(None)` when it is inside one that has no such node.
+    fn grafted(&self, path: &str) -> Option<Option<Arc<Instance>>> {
+        let (root, rest) = self.grafts.iter().find_map(|(root, inst)| {
+            if path == root {
+                Some((inst, ""))
+            } else {
+                path.strip_prefix(root.as_str())
+                    .and_then(|r| r.strip_prefix('.'))
+                    .map(|r| (inst, r))
+            }
+        })?;
+        let mut node = root.clone();
+        for part in rest.split('.').filter(|p| !p.is_empty()) {
+            let next = node
+                .children
+                .iter()
+                .find(|(n, _)| n == part)
+                .map(|(_, c)| c.instance().clone());
+            match next {
+                Some(n) => node = n,
+                // A host that is not running has a stand-in without children: an alias into
+                // its subtree is the stand-in (its calls fail with the host's error).
+                None if node.driver.remote().is_some_and(|h| h.failure().is_some()) => break,
+                None => return Some(None),
+            }
+        }
+        Some(Some(node))
     }
 }
 

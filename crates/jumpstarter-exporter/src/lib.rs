@@ -14,6 +14,7 @@
 //!   router tunnels and reuse [`lease`] for the hooks.
 
 pub mod direct;
+pub mod driver_host;
 mod group;
 pub mod hooks;
 pub mod lease;
@@ -46,6 +47,9 @@ pub struct Exporter {
     config: ExporterConfig,
     registry: Registry,
     uuid: Uuid,
+    /// Subtrees whose types are not built in: served by driver hosts.
+    hosted: Vec<driver_host::HostedSubtree>,
+    host_options: driver_host::HostOptions,
 }
 
 impl Exporter {
@@ -55,12 +59,18 @@ impl Exporter {
         config: ExporterConfig,
         registry: Registry,
     ) -> Result<Exporter, ExporterError> {
+        let hosted = driver_host::hosted_subtrees(&config, &registry)?;
+        let host_options = driver_host::HostOptions::new(&config);
         let exporter = Exporter {
             config,
             registry,
             uuid: Uuid::new_v4(),
+            hosted,
+            host_options,
         };
-        let probe = exporter.build_tree(&LogHub::new())?;
+        // Hosts are not started here: their subtrees are stand-ins for the check.
+        let probe = exporter
+            .build_tree_with(&LogHub::new(), &driver_host::placeholders(&exporter.hosted))?;
         probe.close().await;
         Ok(exporter)
     }
@@ -79,14 +89,41 @@ impl Exporter {
         self.uuid
     }
 
-    /// A fresh driver tree.
-    pub fn build_tree(&self, logs: &LogHub) -> Result<DriverTree, ConfigError> {
-        DriverTree::from_config(&self.config, &self.registry, logs)
+    /// The subtrees served by driver hosts.
+    pub fn hosted(&self) -> &[driver_host::HostedSubtree] {
+        &self.hosted
+    }
+
+    /// How driver hosts are started (interpreter, timeouts); taken from the environment and
+    /// the config when the exporter is made.
+    pub fn host_options_mut(&mut self) -> &mut driver_host::HostOptions {
+        &mut self.host_options
+    }
+
+    /// A fresh driver tree with hosted subtrees taken from `grafts`.
+    fn build_tree_with(
+        &self,
+        logs: &LogHub,
+        grafts: &std::collections::HashMap<String, std::sync::Arc<jumpstarter_core::Instance>>,
+    ) -> Result<DriverTree, ConfigError> {
+        DriverTree::from_config_with(&self.config, &self.registry, logs, grafts)
+    }
+
+    /// A fresh driver tree: native drivers built, a driver host started per hosted subtree.
+    pub async fn build_tree(&self, logs: &LogHub) -> Result<DriverTree, ConfigError> {
+        let grafts = driver_host::start_all(&self.hosted, &self.host_options, logs).await;
+        let tree = self.build_tree_with(logs, &grafts);
+        if tree.is_err() {
+            for inst in grafts.values() {
+                inst.driver.close().await;
+            }
+        }
+        tree
     }
 
     /// A new session with freshly built drivers, reset and in AVAILABLE.
     pub async fn new_session(&self, logs: LogHub) -> Result<Session, ExporterError> {
-        let tree = self.build_tree(&logs)?;
+        let tree = self.build_tree(&logs).await?;
         let session = Session::new(tree, logs, self.uuid);
         session.reset().await;
         session.set_motd(self.config.motd.clone().unwrap_or_default());

@@ -222,12 +222,10 @@ async fn load(path: &Path) -> Result<Exporter, i32> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let exporter = Exporter::new(config, jumpstarter_drivers::builtin())
-        .await
-        .map_err(|e| {
-            eprintln!("Error: {e}");
-            1
-        })?;
+    let exporter = Exporter::new(config, crate::drivers()).await.map_err(|e| {
+        eprintln!("Error: {e}");
+        1
+    })?;
     for problem in exporter.hook_problems() {
         tracing::warn!("{problem}");
     }

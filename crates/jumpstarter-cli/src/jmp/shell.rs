@@ -136,7 +136,7 @@ async fn local(path: &Path, command: &[OsString]) -> i32 {
     for w in &config.warnings {
         eprintln!("warning: {w}");
     }
-    let exporter = match Exporter::new(config, jumpstarter_drivers::builtin()).await {
+    let exporter = match Exporter::new(config, crate::drivers()).await {
         Ok(e) => e,
         Err(e) => {
             eprintln!("Error: {e}");

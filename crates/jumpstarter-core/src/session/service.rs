@@ -76,6 +76,9 @@ impl ExporterService for ExporterSvc {
         let req = request.into_inner();
         self.session.check_ready()?;
         let inst = self.session.instance(&req.uuid)?;
+        if let Some(host) = inst.driver.remote() {
+            return host.driver_call(req).await.map(Response::new);
+        }
         let method =
             lookup(&*inst.driver, &req.method, MethodKind::Unary).map_err(driver_status)?;
         method
@@ -106,6 +109,13 @@ impl ExporterService for ExporterSvc {
         let req = request.into_inner();
         self.session.check_ready()?;
         let inst = self.session.instance(&req.uuid)?;
+        if let Some(host) = inst.driver.remote() {
+            let cancel = self.session.inner.cancel.clone();
+            return host
+                .streaming_driver_call(req, cancel)
+                .await
+                .map(Response::new);
+        }
         let method =
             lookup(&*inst.driver, &req.method, MethodKind::Streaming).map_err(driver_status)?;
         method
@@ -234,6 +244,13 @@ impl RouterService for RouterSvc {
     ) -> Result<Response<Self::StreamStream>, Status> {
         let target = parse_target(&request)?;
         self.session.check_ready()?;
+        let (StreamTarget::Driver { uuid, .. } | StreamTarget::Resource { uuid, .. }) = &target;
+        let inst = self.session.instance(uuid)?;
+        if let Some(host) = inst.driver.remote() {
+            let (metadata, _, inbound) = request.into_parts();
+            let cancel = self.session.inner.cancel.clone();
+            return host.stream(&metadata, inbound, cancel).await;
+        }
         match target {
             StreamTarget::Driver { uuid, method } => {
                 self.driver_stream(request, &uuid, &method).await
