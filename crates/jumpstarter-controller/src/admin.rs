@@ -19,7 +19,9 @@ pub enum AdminError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Key(#[from] crate::auth::KeyError),
-    #[error("invalid name {0:?}: use lower-case letters, digits, '-' and '.' (Kubernetes object names)")]
+    #[error(
+        "invalid name {0:?}: use lower-case letters, digits, '-' and '.' (Kubernetes object names)"
+    )]
     Name(String),
     #[error("invalid label {0:?}: {1}")]
     Label(String, String),
@@ -184,7 +186,12 @@ pub fn client_config_yaml(
 }
 
 /// An `ExporterConfig` file as upstream's admin CLI saves it (`export: {}`).
-pub fn exporter_config_yaml(e: &ExporterRecord, endpoint: &str, ca: &str, insecure: bool) -> String {
+pub fn exporter_config_yaml(
+    e: &ExporterRecord,
+    endpoint: &str,
+    ca: &str,
+    insecure: bool,
+) -> String {
     format!(
         "apiVersion: jumpstarter.dev/v1alpha1\nkind: ExporterConfig\nmetadata:\n  namespace: {}\n  \
          name: {}\nendpoint: {}\ntls:\n  ca: {}\n  insecure: {insecure}\ntoken: {}\n\

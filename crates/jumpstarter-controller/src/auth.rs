@@ -123,8 +123,9 @@ impl Keys {
             iat,
             exp,
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &self.internal_enc)
-            .map_err(|e| KeyError::Generate(e.to_string()))?;
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &self.internal_enc)
+                .map_err(|e| KeyError::Generate(e.to_string()))?;
         Ok((token, exp))
     }
 
@@ -159,7 +160,9 @@ impl Keys {
                             .to_string()
                     }
                     ErrorKind::InvalidAudience => {
-                        format!("oidc: verify token: oidc: expected audience \"{INTERNAL_AUDIENCE}\"")
+                        format!(
+                            "oidc: verify token: oidc: expected audience \"{INTERNAL_AUDIENCE}\""
+                        )
                     }
                     _ => format!("oidc: verify token: oidc: malformed jwt: {e}"),
                 };
@@ -335,7 +338,10 @@ mod tests {
         let (t, _) = k
             .mint_internal("client", "lab", "alice", "u1", DEFAULT_TOKEN_LIFETIME)
             .unwrap();
-        assert_eq!(k.verify_internal(&t).unwrap(), "internal:client:lab:alice:u1");
+        assert_eq!(
+            k.verify_internal(&t).unwrap(),
+            "internal:client:lab:alice:u1"
+        );
         // Signed by another key.
         let other = keys();
         let e = other.verify_internal(&t).unwrap_err();
@@ -372,7 +378,10 @@ mod tests {
         let (it, _) = k
             .mint_internal("client", "lab", "a", "u", DEFAULT_TOKEN_LIFETIME)
             .unwrap();
-        assert_eq!(k.verify_router(&it).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            k.verify_router(&it).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
     }
 
     #[test]
@@ -386,14 +395,20 @@ mod tests {
             (tonic::Code::Unauthenticated, "missing authorization header")
         );
         md.insert("authorization", "Basic x".parse().unwrap());
-        assert_eq!(claimed(&md).unwrap_err().message(), "malformed authorization header");
+        assert_eq!(
+            claimed(&md).unwrap_err().message(),
+            "malformed authorization header"
+        );
         md.insert("authorization", "bearer x".parse().unwrap());
         assert_eq!(
             claimed(&md).unwrap_err().message(),
             "missing metadata: jumpstarter-namespace"
         );
         md.append("authorization", "Bearer y".parse().unwrap());
-        assert_eq!(claimed(&md).unwrap_err().message(), "multiple authorization headers");
+        assert_eq!(
+            claimed(&md).unwrap_err().message(),
+            "multiple authorization headers"
+        );
     }
 
     #[test]

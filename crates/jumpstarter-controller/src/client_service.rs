@@ -10,9 +10,7 @@ use tonic::{Request, Response, Status};
 
 use crate::controller_service::{client, raw};
 use crate::convert::{self, parse_name, parse_parent};
-use crate::model::{
-    ClientRecord, LeaseRecord, TAG_PREFIX, now_secs, reconcile_times,
-};
+use crate::model::{ClientRecord, LeaseRecord, TAG_PREFIX, now_secs, reconcile_times};
 use crate::scheduler::Shared;
 use crate::selector::{Selector, to_label_selector, validate_key, validate_value};
 use crate::store::StoreError;
@@ -69,7 +67,10 @@ fn paginate<T>(
 
 fn validate_tags(tags: &std::collections::HashMap<String, String>) -> Result<(), String> {
     if tags.len() > MAX_TAGS {
-        return Err(format!("too many tags: {} (maximum {MAX_TAGS})", tags.len()));
+        return Err(format!(
+            "too many tags: {} (maximum {MAX_TAGS})",
+            tags.len()
+        ));
     }
     for (k, v) in tags {
         if k.starts_with(TAG_PREFIX) || k.starts_with("jumpstarter.dev/") {
@@ -145,7 +146,9 @@ impl ClientService for ClientSvc {
             .lease(&ns, &name)
             .await
             .map_err(raw)?
-            .ok_or_else(|| Status::unknown(format!("leases.jumpstarter.dev \"{name}\" not found")))?;
+            .ok_or_else(|| {
+                Status::unknown(format!("leases.jumpstarter.dev \"{name}\" not found"))
+            })?;
         Ok(Response::new(convert::lease(&l)))
     }
 
@@ -175,9 +178,7 @@ impl ClientService for ClientSvc {
             .into_iter()
             .filter(|l| {
                 let labels = l.labels();
-                filter.matches(&labels)
-                    && tag_filter.matches(&labels)
-                    && (!only_active || !l.ended)
+                filter.matches(&labels) && tag_filter.matches(&labels) && (!only_active || !l.ended)
             })
             .collect();
         let (page, next) = paginate(leases, |l| &l.name, req.page_size, &req.page_token)?;
@@ -279,7 +280,13 @@ impl ClientService for ClientSvc {
         };
         if let Some((tns, tname)) = &target
             && *tns == ns
-            && self.shared.store.client(tns, tname).await.map_err(raw)?.is_none()
+            && self
+                .shared
+                .store
+                .client(tns, tname)
+                .await
+                .map_err(raw)?
+                .is_none()
         {
             return Err(Status::unknown(format!(
                 "target client not found: clients.jumpstarter.dev \"{tname}\" not found"

@@ -49,11 +49,16 @@ pub async fn authenticate(
     let ns = claimed.namespace.clone();
     match (want, claimed.kind.as_str()) {
         (auth::Kind::Client, "Client") => {
-            let c = shared.store.client(&ns, &name).await.map_err(raw)?.ok_or_else(|| {
-                Status::unknown(format!(
-                    "client {ns}/{name}: clients.jumpstarter.dev \"{name}\" not found"
-                ))
-            })?;
+            let c = shared
+                .store
+                .client(&ns, &name)
+                .await
+                .map_err(raw)?
+                .ok_or_else(|| {
+                    Status::unknown(format!(
+                        "client {ns}/{name}: clients.jumpstarter.dev \"{name}\" not found"
+                    ))
+                })?;
             let allowed = username == format!("{INTERNAL_PREFIX}{}", auth::client_subject(&c))
                 || c.username.as_deref() == Some(username.as_str());
             if !allowed {
@@ -216,7 +221,12 @@ impl ControllerService for ControllerSvc {
             .map_err(|e| Status::internal(format!("unable to update exporter status: {e}")))?;
         tracing::debug!(exporter = %e.name, status, "status reported");
         if req.release_lease == Some(true) {
-            match self.shared.store.active_lease_of(&e.namespace, &e.name).await {
+            match self
+                .shared
+                .store
+                .active_lease_of(&e.namespace, &e.name)
+                .await
+            {
                 Ok(Some(l)) => {
                     if let Err(err) = self.set_release(&e.namespace, &l.name).await {
                         tracing::warn!("release through ReportStatus failed: {err}");
@@ -316,7 +326,10 @@ impl ControllerService for ControllerSvc {
                     if let Some(prev) = &last
                         && prev.leased
                         && current.leased
-                        && tx.send(Ok(status_response(&Binding::default()))).await.is_err()
+                        && tx
+                            .send(Ok(status_response(&Binding::default())))
+                            .await
+                            .is_err()
                     {
                         break;
                     }
@@ -407,7 +420,9 @@ impl ControllerService for ControllerSvc {
                     ));
                 }
                 "AfterLeaseHookFailed" => {
-                    return Err(Status::failed_precondition("exporter afterLease hook failed"));
+                    return Err(Status::failed_precondition(
+                        "exporter afterLease hook failed",
+                    ));
                 }
                 other => {
                     return Err(Status::failed_precondition(format!(
@@ -569,10 +584,8 @@ impl ControllerService for ControllerSvc {
     ) -> Result<Response<v1::ReleaseLeaseResponse>, Status> {
         let md = request.metadata().clone();
         let name = request.into_inner().name;
-        let as_exporter = md
-            .get("jumpstarter-kind")
-            .and_then(|v| v.to_str().ok())
-            == Some("Exporter");
+        let as_exporter =
+            md.get("jumpstarter-kind").and_then(|v| v.to_str().ok()) == Some("Exporter");
         if as_exporter {
             let e = exporter(&self.shared, &md).await?;
             let l = self
@@ -588,11 +601,12 @@ impl ControllerService for ControllerSvc {
                     e.name
                 )));
             }
-            self.set_release(&e.namespace, &name)
-                .await
-                .map_err(|err| {
-                    Status::internal(format!("failed to mark lease for release: {}", err.message()))
-                })?;
+            self.set_release(&e.namespace, &name).await.map_err(|err| {
+                Status::internal(format!(
+                    "failed to mark lease for release: {}",
+                    err.message()
+                ))
+            })?;
         } else {
             let c = client(&self.shared, &md).await?;
             let l = self
@@ -641,5 +655,13 @@ fn status_response(b: &Binding) -> v1::StatusResponse {
 /// Appends a condition, for code outside the scheduler that needs the same rules.
 pub fn note(l: &mut LeaseRecord, type_: &str, status: bool, reason: &str, message: &str) {
     let g = l.generation;
-    set_condition(&mut l.conditions, type_, status, reason, message, g, now_secs());
+    set_condition(
+        &mut l.conditions,
+        type_,
+        status,
+        reason,
+        message,
+        g,
+        now_secs(),
+    );
 }

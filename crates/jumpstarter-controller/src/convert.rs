@@ -183,7 +183,12 @@ mod tests {
             "invalid third segment in identifier \"namespaces/lab/exporters/x\", expecting \
              \"leases\", got \"exporters\""
         );
-        assert!(parse_name("a/b", "leases").unwrap_err().message().contains("expecting 4, got 2"));
+        assert!(
+            parse_name("a/b", "leases")
+                .unwrap_err()
+                .message()
+                .contains("expecting 4, got 2")
+        );
         assert!(valid_object_name("01234-abc.d"));
         assert!(!valid_object_name("Bad_Name"));
     }

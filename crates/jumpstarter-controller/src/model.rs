@@ -302,7 +302,10 @@ mod tests {
 
     #[test]
     fn time_reconciliation_follows_the_table() {
-        assert_eq!(reconcile_times(None, None, Some(60 * S)), Ok((None, None, 60 * S)));
+        assert_eq!(
+            reconcile_times(None, None, Some(60 * S)),
+            Ok((None, None, 60 * S))
+        );
         assert_eq!(
             reconcile_times(Some(100), Some(160), None),
             Ok((Some(100), Some(160), 60 * S))

@@ -130,7 +130,9 @@ impl RouterService for RouterSvc {
                     if let Some(e) = fail {
                         tracing::debug!("router stream ended: {e}");
                         let _ = second_out.try_send(Err(Status::cancelled("peer stream ended")));
-                        let _ = first.out.try_send(Err(Status::cancelled("peer stream ended")));
+                        let _ = first
+                            .out
+                            .try_send(Err(Status::cancelled("peer stream ended")));
                     }
                 });
             }

@@ -16,9 +16,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::auth::Keys;
-use crate::model::{
-    ExporterRecord, LeaseRecord, OFFLINE_AFTER_SECS, now_nanos, set_condition,
-};
+use crate::model::{ExporterRecord, LeaseRecord, OFFLINE_AFTER_SECS, now_nanos, set_condition};
 use crate::store::{Store, StoreError, write_exporter, write_lease};
 use jumpstarter_protocol::v1::ListenResponse;
 
@@ -70,7 +68,12 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(store: Store, keys: Keys, router_endpoint: String, token_lifetime: Duration) -> Self {
+    pub fn new(
+        store: Store,
+        keys: Keys,
+        router_endpoint: String,
+        token_lifetime: Duration,
+    ) -> Self {
         Shared {
             store,
             keys,
@@ -95,7 +98,11 @@ impl Shared {
     }
 
     /// The binding cell of an exporter, created from the store when first asked for.
-    pub async fn binding(&self, ns: &str, name: &str) -> Result<watch::Receiver<Binding>, StoreError> {
+    pub async fn binding(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<watch::Receiver<Binding>, StoreError> {
         let key = (ns.to_string(), name.to_string());
         if let Some(tx) = lock(&self.bindings).get(&key) {
             return Ok(tx.subscribe());
@@ -211,7 +218,11 @@ pub async fn pass(shared: &Shared) -> Result<Option<i64>, StoreError> {
 
     let mut held: HashSet<Key> = leases
         .iter()
-        .filter_map(|l| l.st_exporter.as_ref().map(|e| (l.namespace.clone(), e.clone())))
+        .filter_map(|l| {
+            l.st_exporter
+                .as_ref()
+                .map(|e| (l.namespace.clone(), e.clone()))
+        })
         .collect();
 
     // Assigned leases first: a lease that ends frees its exporter for the waiting ones.
@@ -287,7 +298,15 @@ fn end_if_due(l: &mut LeaseRecord, now: i64, now_ns: i64, next: &mut Option<i64>
 
 fn unsatisfiable(l: &mut LeaseRecord, reason: &str, message: String, now: i64) {
     let g = l.generation;
-    set_condition(&mut l.conditions, "Unsatisfiable", true, reason, &message, g, now);
+    set_condition(
+        &mut l.conditions,
+        "Unsatisfiable",
+        true,
+        reason,
+        &message,
+        g,
+        now,
+    );
     end(l, now);
 }
 

@@ -50,7 +50,9 @@ pub fn validate_value(v: &str) -> Result<(), String> {
         return Ok(());
     }
     if v.len() > 63 {
-        return Err(format!("invalid label value: {v:?}: must be no more than 63 characters"));
+        return Err(format!(
+            "invalid label value: {v:?}: must be no more than 63 characters"
+        ));
     }
     let ok = v.chars().all(is_name_char)
         && v.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -497,7 +499,10 @@ mod tests {
     fn lease_selectors_render_canonically() {
         let s = to_label_selector("env=prod,board=rpi").unwrap();
         assert_eq!(s.to_string(), "board=rpi,env=prod");
-        assert_eq!(to_label_selector("a!=b").unwrap().to_string(), "a notin (b)");
+        assert_eq!(
+            to_label_selector("a!=b").unwrap().to_string(),
+            "a notin (b)"
+        );
         assert_eq!(
             to_label_selector("a!=c,a!=b,a!=c").unwrap().to_string(),
             "a notin (b,c)"

@@ -167,10 +167,12 @@ impl Store {
     }
 
     pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
@@ -228,7 +230,12 @@ impl Store {
     }
 
     /// Replaces a client's stored credential (token rotation).
-    pub async fn set_client_token(&self, ns: &str, name: &str, token: &str) -> Result<(), StoreError> {
+    pub async fn set_client_token(
+        &self,
+        ns: &str,
+        name: &str,
+        token: &str,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         let row: Option<String> =
             sqlx::query_scalar("SELECT data FROM clients WHERE namespace = ? AND name = ?")

@@ -65,7 +65,10 @@ impl Lab {
     fn upstream(&self, bin: &str) -> Command {
         let mut cmd = Command::new(venv().join("bin").join(bin));
         cmd.env("HOME", &self.home)
-            .env("PATH", format!("{}:/usr/bin:/bin", venv().join("bin").display()))
+            .env(
+                "PATH",
+                format!("{}:/usr/bin:/bin", venv().join("bin").display()),
+            )
             .env("TERM", "dumb")
             .env("NO_COLOR", "1")
             .env_remove("JUMPSTARTER_HOST")
@@ -117,7 +120,9 @@ impl Lab {
 
     fn shell(&self, client: &Path, args: &[&str]) -> std::process::Output {
         let mut cmd = self.upstream("jmp");
-        cmd.args(["shell", "--client-config"]).arg(client).args(args);
+        cmd.args(["shell", "--client-config"])
+            .arg(client)
+            .args(args);
         run(&mut cmd, Duration::from_secs(120))
     }
 }
@@ -130,7 +135,10 @@ fn upstream_shell_by_selector_and_by_name_runs_j_through_our_router() {
     let exporter = lab.run_exporter(&e1);
     lab.wait_available("e1", &exporter);
 
-    let o = lab.shell(&alice, &["--selector", "board=rpi", "--", "j", "power", "on"]);
+    let o = lab.shell(
+        &alice,
+        &["--selector", "board=rpi", "--", "j", "power", "on"],
+    );
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(
         o.status.success(),
@@ -144,7 +152,12 @@ fn upstream_shell_by_selector_and_by_name_runs_j_through_our_router() {
 
     // The exit code of the command comes back.
     let o = lab.shell(&alice, &["--name", "e1", "--", "sh", "-c", "exit 7"]);
-    assert_eq!(o.status.code(), Some(7), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 
     // Both leases were released by the shell and ended with Released.
     let leases = lab.leases();

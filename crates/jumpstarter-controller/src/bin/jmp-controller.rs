@@ -182,7 +182,10 @@ enum Create {
 fn main() -> ExitCode {
     jumpstarter_controller_init_logging();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("Error: cannot start the runtime: {e}");
@@ -259,7 +262,9 @@ fn default_path(kind: Single, name: &str) -> PathBuf {
             base.join(".config/jumpstarter/clients")
                 .join(format!("{name}.yaml"))
         }
-        Single::Exporter => PathBuf::from("/etc/jumpstarter/exporters").join(format!("{name}.yaml")),
+        Single::Exporter => {
+            PathBuf::from("/etc/jumpstarter/exporters").join(format!("{name}.yaml"))
+        }
     }
 }
 
@@ -307,7 +312,10 @@ async fn print_config(
                 Single::Client => "Client",
                 Single::Exporter => "Exporter",
             };
-            println!("{what} configuration successfully saved to {}", path.display());
+            println!(
+                "{what} configuration successfully saved to {}",
+                path.display()
+            );
         }
         None => print!("{text}"),
     }
@@ -417,7 +425,9 @@ async fn admin_inner(
                 .ok();
             println!("lease {namespace}/{name} marked for release");
         }
-        AdminCommand::Enable { name, namespace } => set_enabled(store, &namespace, &name, true).await?,
+        AdminCommand::Enable { name, namespace } => {
+            set_enabled(store, &namespace, &name, true).await?
+        }
         AdminCommand::Disable { name, namespace } => {
             set_enabled(store, &namespace, &name, false).await?
         }

@@ -87,10 +87,17 @@ impl Proc {
             }
             if let Ok(Some(s)) = self.child.try_wait() {
                 std::thread::sleep(Duration::from_millis(100));
-                panic!("{} exited ({s}) before printing {needle:?}:\n{}", self.what, self.output());
+                panic!(
+                    "{} exited ({s}) before printing {needle:?}:\n{}",
+                    self.what,
+                    self.output()
+                );
             }
             if Instant::now() > deadline {
-                panic!("{} did not print {needle:?} in {timeout:?}:\n{o}", self.what);
+                panic!(
+                    "{} did not print {needle:?} in {timeout:?}:\n{o}",
+                    self.what
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
