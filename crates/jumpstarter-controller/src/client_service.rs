@@ -106,7 +106,7 @@ impl ClientService for ClientSvc {
             .ok_or_else(|| {
                 Status::unknown(format!("exporters.jumpstarter.dev \"{name}\" not found"))
             })?;
-        Ok(Response::new(convert::exporter(&e, now_secs())))
+        Ok(Response::new(convert::exporter(&e)))
     }
 
     async fn list_exporters(
@@ -117,7 +117,6 @@ impl ClientService for ClientSvc {
         caller_in(&self.shared, request.metadata(), &ns).await?;
         let req = request.into_inner();
         let filter = Selector::parse(&req.filter).map_err(|e| Status::unknown(e.0))?;
-        let now = now_secs();
         let exporters: Vec<_> = self
             .shared
             .store
@@ -129,7 +128,7 @@ impl ClientService for ClientSvc {
             .collect();
         let (page, next) = paginate(exporters, |e| &e.name, req.page_size, &req.page_token)?;
         Ok(Response::new(client_v1::ListExportersResponse {
-            exporters: page.iter().map(|e| convert::exporter(e, now)).collect(),
+            exporters: page.iter().map(convert::exporter).collect(),
             next_page_token: next,
         }))
     }

@@ -23,8 +23,6 @@ use crate::store::StoreError;
 
 /// How long Dial waits for an `Available` exporter to become ready.
 pub const DIAL_WAIT: Duration = Duration::from_secs(30);
-/// Status stream heartbeat.
-pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// Storage failures reach callers as UNKNOWN with the storage message (Go's "raw" errors).
 pub fn raw(e: StoreError) -> Status {
@@ -316,7 +314,7 @@ impl ControllerService for ControllerSvc {
         let shared = self.shared.clone();
         tokio::spawn(async move {
             let mut last: Option<Binding> = None;
-            let mut tick = tokio::time::interval(HEARTBEAT);
+            let mut tick = tokio::time::interval(shared.heartbeat);
             tick.tick().await;
             loop {
                 let current = cell.borrow_and_update().clone();

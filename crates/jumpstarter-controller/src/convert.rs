@@ -99,12 +99,12 @@ pub fn lease(l: &LeaseRecord) -> client_v1::Lease {
     }
 }
 
-pub fn exporter(e: &ExporterRecord, now: i64) -> client_v1::Exporter {
+pub fn exporter(e: &ExporterRecord) -> client_v1::Exporter {
     client_v1::Exporter {
         name: format!("namespaces/{}/exporters/{}", e.namespace, e.name),
         labels: e.labels.clone().into_iter().collect(),
         #[allow(deprecated)]
-        online: e.online(now),
+        online: e.online(),
         status: status_to_proto(&e.status) as i32,
         status_message: e.status_message.clone(),
         enabled: Some(e.enabled),

@@ -59,6 +59,8 @@ pub struct Options {
     pub tls_key: Option<PathBuf>,
     /// Lifetime of minted client/exporter tokens.
     pub token_lifetime: Duration,
+    /// Silence after which an exporter is marked offline (Go: 60 s).
+    pub offline_after: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +242,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         keys.clone(),
         endpoint.clone(),
         opts.token_lifetime,
+        opts.offline_after,
     ));
     let (stop_sched_tx, stop_sched_rx) = oneshot::channel();
     let scheduler = tokio::spawn(scheduler::run(shared.clone(), stop_sched_rx));

@@ -120,7 +120,7 @@ pub struct ExporterRecord {
     pub created: i64,
 }
 
-/// How long without a heartbeat before an exporter counts as offline.
+/// How long without a heartbeat before an exporter counts as offline (Go: one minute).
 pub const OFFLINE_AFTER_SECS: i64 = 60;
 
 impl ExporterRecord {
@@ -128,11 +128,10 @@ impl ExporterRecord {
         self.devices.as_ref().is_some_and(|d| !d.is_empty())
     }
 
-    /// Online: seen within the last minute and not reported Offline.
-    pub fn online(&self, now: i64) -> bool {
-        self.last_seen
-            .is_some_and(|t| now - t <= OFFLINE_AFTER_SECS)
-            && self.status != "Offline"
+    /// Online: seen, and neither reported Offline nor marked Offline by the scheduler
+    /// (which does that once the last heartbeat is older than the offline threshold).
+    pub fn online(&self) -> bool {
+        self.last_seen.is_some() && self.status != "Offline"
     }
 }
 

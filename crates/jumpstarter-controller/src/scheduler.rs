@@ -16,9 +16,12 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::auth::Keys;
-use crate::model::{ExporterRecord, LeaseRecord, OFFLINE_AFTER_SECS, now_nanos, set_condition};
+use crate::model::{ExporterRecord, LeaseRecord, now_nanos, set_condition};
 use crate::store::{Store, StoreError, write_exporter, write_lease};
 use jumpstarter_protocol::v1::ListenResponse;
+
+/// Status stream heartbeat (Go: 10 s).
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// How often the scheduler runs even without events.
 pub const SWEEP: Duration = Duration::from_secs(2);
@@ -59,6 +62,10 @@ pub struct Shared {
     /// Where clients and exporters reach the router.
     pub router_endpoint: String,
     pub token_lifetime: Duration,
+    /// Silence after which an exporter is marked offline.
+    pub offline_after: Duration,
+    /// Status stream heartbeat (at most a third of `offline_after`).
+    pub heartbeat: Duration,
     wake: Notify,
     bindings: Mutex<HashMap<Key, watch::Sender<Binding>>>,
     /// Bumped whenever an exporter's status value may have changed (Dial waits on it).
@@ -73,12 +80,15 @@ impl Shared {
         keys: Keys,
         router_endpoint: String,
         token_lifetime: Duration,
+        offline_after: Duration,
     ) -> Self {
         Shared {
             store,
             keys,
             router_endpoint,
             token_lifetime,
+            offline_after,
+            heartbeat: (offline_after / 3).clamp(Duration::from_millis(200), HEARTBEAT),
             wake: Notify::new(),
             bindings: Mutex::new(HashMap::new()),
             status_version: watch::Sender::new(0),
@@ -206,13 +216,14 @@ pub async fn pass(shared: &Shared) -> Result<Option<i64>, StoreError> {
         if e.status == "Offline" {
             continue;
         }
-        if now - seen > OFFLINE_AFTER_SECS {
+        let after = i64::try_from(shared.offline_after.as_secs()).unwrap_or(i64::MAX);
+        if now - seen > after {
             e.status = "Offline".into();
             e.status_message = "Connection lost - last seen more than 1 minute ago".into();
             write_exporter(&mut tx.conn, e).await?;
             status_changed = true;
         } else {
-            earliest(&mut next, (seen + OFFLINE_AFTER_SECS + 1) * NS);
+            earliest(&mut next, (seen + after + 1) * NS);
         }
     }
 
@@ -423,7 +434,7 @@ fn acquire(
     let online: Vec<&ExporterRecord> = candidates
         .iter()
         .copied()
-        .filter(|e| e.registered() && e.online(now))
+        .filter(|e| e.registered() && e.online())
         .collect();
     if online.is_empty() {
         return pending(

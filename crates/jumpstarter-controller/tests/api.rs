@@ -62,6 +62,7 @@ async fn start(dir: &Path) -> Running {
         tls_cert: None,
         tls_key: None,
         token_lifetime: Duration::from_secs(3600),
+        offline_after: Duration::from_secs(60),
     })
     .await
     .unwrap()
@@ -780,6 +781,7 @@ async fn corrupt_and_locked_databases_are_refused_with_a_clear_error() {
         tls_cert: None,
         tls_key: None,
         token_lifetime: Duration::from_secs(60),
+        offline_after: Duration::from_secs(60),
     })
     .await
     .err()
@@ -827,6 +829,7 @@ async fn leases_survive_a_controller_restart() {
         tls_cert: None,
         tls_key: None,
         token_lifetime: Duration::from_secs(3600),
+        offline_after: Duration::from_secs(60),
     })
     .await
     .unwrap();

@@ -18,11 +18,15 @@ struct Lab {
 
 impl Lab {
     fn new() -> Lab {
+        Self::with(&[])
+    }
+
+    fn with(extra: &[&str]) -> Lab {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_owned();
         let home = root.join("home");
         std::fs::create_dir_all(&home).unwrap();
-        let ctl = Controller::start(&root.join("data"));
+        let ctl = Controller::start_with(&root.join("data"), "127.0.0.1:0", extra);
         Lab {
             _tmp: tmp,
             root,
@@ -118,6 +122,48 @@ impl Lab {
         }
     }
 
+    fn jmp(&self, client: &Path, args: &[&str]) -> String {
+        let mut cmd = self.upstream("jmp");
+        cmd.args(args).arg("--client-config").arg(client);
+        let o = run(&mut cmd, Duration::from_secs(120));
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(o.status.success(), "jmp {args:?} failed: {text}");
+        text
+    }
+
+    fn lease_state(&self, name: &str) -> serde_json::Value {
+        self.leases()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no lease {name}"))
+    }
+
+    /// Waits until the admin view of an exporter satisfies `pred`.
+    fn wait_exporter(&self, name: &str, what: &str, pred: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let all = self.exporters();
+            let e = all
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .cloned()
+                .unwrap();
+            if pred(&e) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "exporter {name} never {what}: {e}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn shell(&self, client: &Path, args: &[&str]) -> std::process::Output {
         let mut cmd = self.upstream("jmp");
         cmd.args(["shell", "--client-config"])
@@ -179,4 +225,212 @@ fn unsatisfiable_name_fails_fast() {
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(!o.status.success(), "{text}");
     assert!(text.contains("cannot be satisfied"), "{text}");
+}
+
+#[test]
+fn upstream_cli_creates_lists_filters_and_deletes_leases() {
+    let lab = Lab::new();
+    let e1 = lab.exporter("e1", &["board=rpi", "env=lab"]);
+    let alice = lab.client("alice");
+    let exporter = lab.run_exporter(&e1);
+    lab.wait_available("e1", &exporter);
+
+    let name = lab.jmp(
+        &alice,
+        &[
+            "create",
+            "lease",
+            "-l",
+            "env=lab,board=rpi",
+            "--duration",
+            "1h",
+            "--lease-id",
+            "my-lease",
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(name.trim(), "my-lease");
+
+    let json = lab.jmp(&alice, &["get", "leases", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let leases = v["leases"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(leases.len(), 1, "{v}");
+    assert_eq!(leases[0]["name"], "my-lease", "{v}");
+    // The canonical selector, as upstream renders it.
+    assert_eq!(leases[0]["selector"], "board=rpi,env=lab", "{v}");
+
+    let hit = lab.jmp(&alice, &["get", "leases", "-l", "board=rpi", "-o", "name"]);
+    assert_eq!(hit.trim(), "my-lease");
+    let miss = lab.jmp(&alice, &["get", "leases", "-l", "board=qemu", "-o", "name"]);
+    assert_eq!(miss.trim(), "");
+
+    let exporters = lab.jmp(&alice, &["get", "exporters", "-o", "json"]);
+    assert!(exporters.contains("\"e1\""), "{exporters}");
+
+    // Use the lease by name.
+    let o = lab.shell(&alice, &["--lease", "my-lease", "--", "j", "power", "on"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(lab.lease_state("my-lease")["ended"], false);
+
+    lab.jmp(&alice, &["delete", "leases", "my-lease"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lab.lease_state("my-lease")["ended"] != true {
+        assert!(Instant::now() < deadline, "{}", lab.lease_state("my-lease"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let none = lab.jmp(&alice, &["get", "leases", "-o", "name"]);
+    assert_eq!(none.trim(), "");
+    let all = lab.jmp(&alice, &["get", "leases", "--all", "-o", "name"]);
+    assert_eq!(all.trim(), "my-lease");
+}
+
+#[test]
+fn python_lease_api_drives_the_exporter() {
+    let lab = Lab::new();
+    let e1 = lab.exporter("e1", &["board=rpi"]);
+    let alice = lab.client("alice");
+    let exporter = lab.run_exporter(&e1);
+    lab.wait_available("e1", &exporter);
+    let script = r#"
+import sys
+from jumpstarter.config.client import ClientConfigV1Alpha1
+config = ClientConfigV1Alpha1.from_file(sys.argv[1])
+with config.lease(selector="board=rpi") as lease:
+    with lease.connect() as client:
+        client.power.on()
+        client.power.off()
+        print("POWER-OK", lease.name)
+"#;
+    let mut cmd = lab.upstream("python");
+    cmd.arg("-c").arg(script).arg(&alice);
+    let o = run(&mut cmd, Duration::from_secs(120));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{text}\nexporter:\n{}",
+        exporter.output()
+    );
+    assert!(text.contains("POWER-OK"), "{text}");
+}
+
+#[test]
+fn a_client_started_before_its_exporter_gets_it() {
+    let lab = Lab::new();
+    let e1 = lab.exporter("e1", &["board=rpi"]);
+    let alice = lab.client("alice");
+    let mut cmd = lab.upstream("jmp");
+    cmd.args(["shell", "--client-config"]).arg(&alice).args([
+        "--selector",
+        "board=rpi",
+        "--",
+        "j",
+        "power",
+        "on",
+    ]);
+    let mut shell = Proc::spawn(&mut cmd, "upstream jmp shell");
+    // The lease waits with Pending/Offline until the exporter shows up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let leases = lab.leases();
+        if let Some(l) = leases.as_array().unwrap().first() {
+            let c: Vec<String> = serde_json::from_value(l["conditions"].clone()).unwrap();
+            if c == ["Pending=True:Offline"] {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "{leases}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let exporter = lab.run_exporter(&e1);
+    let status = shell.wait(Duration::from_secs(120));
+    assert!(
+        status.success(),
+        "{}\nexporter:\n{}",
+        shell.output(),
+        exporter.output()
+    );
+}
+
+#[test]
+fn an_exporter_killed_mid_lease_goes_offline_and_comes_back_to_its_lease() {
+    let lab = Lab::with(&["--offline-after", "3"]);
+    let e1 = lab.exporter("e1", &["board=rpi"]);
+    let alice = lab.client("alice");
+    let mut exporter = lab.run_exporter(&e1);
+    lab.wait_available("e1", &exporter);
+    lab.jmp(
+        &alice,
+        &[
+            "create",
+            "lease",
+            "-l",
+            "board=rpi",
+            "--duration",
+            "1h",
+            "--lease-id",
+            "held",
+        ],
+    );
+    lab.wait_exporter("e1", "took the lease", |e| e["status"] == "LeaseReady");
+    exporter.kill();
+    lab.wait_exporter("e1", "went offline", |e| {
+        e["online"] == false && e["status"] == "Offline"
+    });
+    // The lease stays (upstream semantics: nothing happens to it).
+    let l = lab.lease_state("held");
+    assert_eq!(l["ended"], false, "{l}");
+    assert_eq!(l["exporter"], "e1", "{l}");
+
+    let exporter = lab.run_exporter(&e1);
+    lab.wait_exporter("e1", "came back", |e| {
+        e["online"] == true && e["status"] == "LeaseReady"
+    });
+    let o = lab.shell(&alice, &["--lease", "held", "--", "j", "power", "on"]);
+    assert!(
+        o.status.success(),
+        "{}\nexporter:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        exporter.output()
+    );
+}
+
+#[test]
+fn a_controller_restarted_mid_lease_keeps_the_lease() {
+    let mut lab = Lab::new();
+    let e1 = lab.exporter("e1", &["board=rpi"]);
+    let alice = lab.client("alice");
+    let exporter = lab.run_exporter(&e1);
+    lab.wait_available("e1", &exporter);
+    lab.jmp(
+        &alice,
+        &[
+            "create",
+            "lease",
+            "-l",
+            "board=rpi",
+            "--duration",
+            "1h",
+            "--lease-id",
+            "kept",
+        ],
+    );
+    lab.wait_exporter("e1", "took the lease", |e| e["status"] == "LeaseReady");
+
+    let endpoint = lab.ctl.endpoint.clone();
+    let dir = lab.ctl.dir.clone();
+    lab.ctl.proc.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(lab.ctl.proc.wait(Duration::from_secs(30)).success());
+    lab.ctl = Controller::start_on(&dir, &endpoint);
+
+    let l = lab.lease_state("kept");
+    assert_eq!(l["ended"], false, "{l}");
+    let o = lab.shell(&alice, &["--lease", "kept", "--", "j", "power", "on"]);
+    assert!(
+        o.status.success(),
+        "{}\nexporter:\n{}\ncontroller:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        exporter.output(),
+        lab.ctl.proc.output()
+    );
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use jumpstarter_controller::admin::{self, ClientConfigOptions};
-use jumpstarter_controller::model::now_secs;
 use jumpstarter_controller::{Options, open_store};
 
 #[derive(Parser)]
@@ -58,6 +57,9 @@ struct Serve {
     /// Lifetime of newly minted client and exporter tokens, in days.
     #[arg(long, default_value_t = 365, value_name = "DAYS")]
     token_lifetime_days: u64,
+    /// Seconds without a heartbeat after which an exporter is marked offline.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    offline_after: u64,
 }
 
 #[derive(Args)]
@@ -227,6 +229,7 @@ async fn serve(s: Serve) -> Result<(), BoxError> {
         tls_cert: s.tls_cert,
         tls_key: s.tls_key,
         token_lifetime: Duration::from_secs(s.token_lifetime_days.saturating_mul(86_400)),
+        offline_after: Duration::from_secs(s.offline_after.max(1)),
     })
     .await?;
     // Tests and scripts read this line to learn the port.
@@ -349,7 +352,6 @@ async fn admin_inner(
         },
         AdminCommand::Config { what, name, cfg } => print_config(store, what, &name, &cfg).await?,
         AdminCommand::Get { what, output } => {
-            let now = now_secs();
             let rows: Vec<serde_json::Value> = match what {
                 Kind::Clients => store
                     .clients()
@@ -366,7 +368,7 @@ async fn admin_inner(
                     .iter()
                     .map(|e| {
                         serde_json::json!({"namespace": e.namespace, "name": e.name,
-                            "labels": e.labels, "enabled": e.enabled, "online": e.online(now),
+                            "labels": e.labels, "enabled": e.enabled, "online": e.online(),
                             "registered": e.registered(), "status": e.status,
                             "message": e.status_message})
                     })

@@ -108,8 +108,17 @@ impl Proc {
         let _ = nix::sys::signal::killpg(pid, sig);
     }
 
+    /// SIGKILLs the child, its process group and every descendant (upstream's `jmp run`
+    /// forks its exporter into a new session, out of our process group).
     pub fn kill(&mut self) {
+        let family = descendants(self.child.id());
         self.signal(nix::sys::signal::Signal::SIGKILL);
+        for pid in family {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         let _ = self.child.wait();
     }
 
@@ -134,13 +143,41 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.kill();
-        } else {
-            // The leader is gone; its group may not be.
-            self.signal(nix::sys::signal::Signal::SIGKILL);
+        self.kill();
+    }
+}
+
+/// Every process below `pid` (from /proc).
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut parent_of: Vec<(u32, u32)> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid ...; comm may contain spaces and parentheses.
+            let Some(rest) = stat.rsplit_once(')').map(|r| r.1) else {
+                continue;
+            };
+            if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|v| v.parse().ok()) {
+                parent_of.push((p, ppid));
+            }
         }
     }
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for (child, parent) in &parent_of {
+            if *parent == p && !out.contains(child) {
+                out.push(*child);
+                frontier.push(*child);
+            }
+        }
+    }
+    out
 }
 
 /// Runs a command to completion with a deadline.
@@ -168,10 +205,15 @@ impl Controller {
     }
 
     pub fn start_on(dir: &Path, listen: &str) -> Controller {
+        Self::start_with(dir, listen, &[])
+    }
+
+    pub fn start_with(dir: &Path, listen: &str, extra: &[&str]) -> Controller {
         let mut cmd = Command::new(controller_bin());
         cmd.args(["serve", "--data-dir"])
             .arg(dir)
             .args(["--listen", listen])
+            .args(extra)
             .env("JMP_LOG", "info,jumpstarter_controller=debug");
         cmd.args(["--advertise", listen]);
         let mut proc = Proc::spawn(&mut cmd, "jmp-controller serve");
