@@ -213,3 +213,112 @@ fn our_exporter_serves_upstream_shells_through_our_controller() {
     );
     lab.wait_status("e1", "Available", &log);
 }
+
+#[test]
+fn our_client_library_leases_dials_and_calls_our_exporter() {
+    use jumpstarter_core::controller::{Identity, LeaseClient};
+    use jumpstarter_core::transport::Dial;
+    use jumpstarter_protocol::client_v1::Lease;
+
+    let lab = Lab::new();
+    let e1 = lab.exporter_config("e1", &[("board", "rpi")]);
+    let alice = lab.client_config("alice");
+    let (_exporter, log) = lab.our_exporter(&e1);
+    lab.wait_status("e1", "Available", &log);
+
+    // What a client config holds (the config layer builds this from clients/*.yaml).
+    let text = std::fs::read_to_string(&alice).unwrap();
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let roots = jumpstarter_core::tls::roots_from_pem_file(&lab.data.join("tls/cert.pem")).unwrap();
+    let tls = jumpstarter_core::tls::client_config(&jumpstarter_core::tls::ServerTrust::Roots(
+        std::sync::Arc::new(roots),
+    ))
+    .unwrap();
+    let who = Identity {
+        token: field("token:"),
+        kind: "Client",
+        namespace: "default".into(),
+        name: "alice".into(),
+    };
+    let endpoint = field("endpoint:");
+    lab.rt.block_on(async {
+        let c = LeaseClient::connect(
+            &endpoint,
+            Dial {
+                tls: Some(tls),
+                passphrase: None,
+            },
+            who,
+        )
+        .await
+        .unwrap();
+        let exporters = c.list_exporters("board=rpi").await.unwrap();
+        assert_eq!(exporters.len(), 1);
+        let lease = c
+            .create_lease(
+                Lease {
+                    selector: "board=rpi".into(),
+                    duration: Some(prost_types::Duration {
+                        seconds: 600,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                },
+                "",
+            )
+            .await
+            .unwrap();
+        let ready = c
+            .wait_ready(&lease.name, Duration::from_millis(50))
+            .await
+            .unwrap();
+        assert_eq!(
+            ready.exporter.as_deref(),
+            Some("namespaces/default/exporters/e1")
+        );
+        let client = c.connect_exporter(&lease.name).await.unwrap();
+        let power = client.get("power").expect("power driver");
+        power.call("on", vec![]).await.unwrap();
+        power.call("off", vec![]).await.unwrap();
+        drop(client);
+        c.delete_lease(&lease.name).await.unwrap();
+        // The scheduler ends it right after; then it is no longer active.
+        let mut active = usize::MAX;
+        for _ in 0..200 {
+            active = c.list_leases("", true).await.unwrap().len();
+            if active == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(active, 0);
+
+        // A name that can never be satisfied fails at once.
+        let l = c
+            .create_lease(
+                Lease {
+                    exporter_name: Some("ghost".into()),
+                    duration: Some(prost_types::Duration {
+                        seconds: 60,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                },
+                "",
+            )
+            .await
+            .unwrap();
+        let e = c
+            .wait_ready(&l.name, Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("cannot be satisfied"), "{e}");
+    });
+    lab.wait_status("e1", "Available", &log);
+}

@@ -13,6 +13,7 @@
 //! * [`testing`]: `serve(tree)`, a driver tree behind a real session on a temporary socket.
 
 pub mod client;
+pub mod controller;
 pub mod driver;
 pub mod forward;
 pub mod logs;

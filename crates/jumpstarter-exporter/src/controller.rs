@@ -15,28 +15,23 @@
 //! for ever; upstream gives up after ~8 s and relies on a supervisor). The first Status
 //! message after a reconnect says whether the lease is still ours.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine;
 use futures::StreamExt;
 use jumpstarter_config::ExporterConfig;
+use jumpstarter_core::controller::{Identity, RouterStream, router_stream};
 use jumpstarter_core::logs::LogHub;
 use jumpstarter_core::session::{ServerHandle, Session};
 use jumpstarter_core::socket::SocketDir;
-use jumpstarter_core::stream::FrameIo;
 use jumpstarter_core::tls::{self, ServerTrust};
 use jumpstarter_core::transport::{Dial, H2Channel, Target};
-use jumpstarter_protocol::frames::Frame;
 use jumpstarter_protocol::v1::controller_service_client::ControllerServiceClient;
-use jumpstarter_protocol::v1::router_service_client::RouterServiceClient;
 use jumpstarter_protocol::v1::{
     ExporterStatus, ListenRequest, RegisterRequest, ReleaseLeaseRequest, ReportStatusRequest,
-    StatusRequest, StreamRequest, StreamResponse, UnregisterRequest,
+    StatusRequest, UnregisterRequest,
 };
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -69,9 +64,7 @@ pub enum LinkError {
 pub struct Link {
     target: Target,
     dial: Dial,
-    token: String,
-    namespace: String,
-    name: String,
+    who: Identity,
 }
 
 fn env_flag(name: &str) -> bool {
@@ -122,33 +115,21 @@ impl Link {
                 tls: Some(tls),
                 passphrase: None,
             },
-            token,
-            namespace: config
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into()),
-            name: config.metadata.name.clone(),
+            who: Identity {
+                token,
+                kind: "Exporter",
+                namespace: config
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
+                name: config.metadata.name.clone(),
+            },
         })
     }
 
     fn request<T>(&self, msg: T) -> Request<T> {
-        let mut r = Request::new(msg);
-        let md = r.metadata_mut();
-        if let Ok(v) = format!("Bearer {}", self.token).parse() {
-            md.insert("authorization", v);
-        }
-        md.insert(
-            "jumpstarter-kind",
-            tonic::metadata::MetadataValue::from_static("Exporter"),
-        );
-        if let Ok(v) = self.namespace.parse() {
-            md.insert("jumpstarter-namespace", v);
-        }
-        if let Ok(v) = self.name.parse() {
-            md.insert("jumpstarter-name", v);
-        }
-        r
+        self.who.request(msg)
     }
 
     async fn controller(&self) -> Result<ControllerServiceClient<H2Channel>, String> {
@@ -158,70 +139,6 @@ impl Link {
         let origin = ch.origin();
         Ok(ControllerServiceClient::with_origin(ch, origin))
     }
-
-    /// Opens one router stream and turns it into a byte stream.
-    async fn tunnel(&self, endpoint: &str, token: &str) -> Result<Tunnel, String> {
-        let target = Target::parse(endpoint);
-        let ch = H2Channel::dial(&target, &self.dial)
-            .await
-            .map_err(|e| format!("cannot reach the router at {endpoint}: {e}"))?;
-        let origin = ch.origin();
-        let mut router = RouterServiceClient::with_origin(ch, origin);
-        let (tx, rx) = mpsc::channel::<StreamRequest>(16);
-        let mut req = Request::new(ReceiverStream::new(rx));
-        let bearer = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| "the router token is not valid metadata".to_string())?;
-        req.metadata_mut().insert("authorization", bearer);
-        let incoming = router
-            .stream(req)
-            .await
-            .map_err(|e| format!("router refused the stream: {}", e.message()))?
-            .into_inner();
-        let frames: FrameStream = Box::pin(incoming.map(|r| r.map(StreamResponse::frame)));
-        Ok(Tunnel(FrameIo::new(
-            frames,
-            tx,
-            StreamRequest::data,
-            StreamRequest::goaway,
-        )))
-    }
-}
-
-type FrameStream = Pin<Box<dyn futures::Stream<Item = Result<Frame, tonic::Status>> + Send>>;
-
-/// One router stream as a connection of the session.
-pub struct Tunnel(FrameIo<FrameStream, StreamRequest>);
-
-impl AsyncRead for Tunnel {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Tunnel {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-impl tonic::transport::server::Connected for Tunnel {
-    type ConnectInfo = ();
-    fn connect_info(&self) -> Self::ConnectInfo {}
 }
 
 /// A lease being served.
@@ -380,7 +297,7 @@ impl Exporter {
             .serve_unix(hook_dir.path())
             .map_err(|e| e.to_string())?;
         let cancel = CancellationToken::new();
-        let (conn_tx, conn_rx) = mpsc::channel::<Result<Tunnel, std::io::Error>>(8);
+        let (conn_tx, conn_rx) = mpsc::channel::<Result<RouterStream, std::io::Error>>(8);
         let server = session.serve_incoming(ReceiverStream::new(conn_rx), None);
 
         // Status reports follow the session.
@@ -425,7 +342,8 @@ impl Exporter {
                         let m = m.map_err(|e| format!("Listen failed: {}", e.message()))?;
                         let (l4, tx) = (l3.clone(), conn_tx.clone());
                         tokio::spawn(async move {
-                            match l4.tunnel(&m.router_endpoint, &m.router_token).await {
+                            match router_stream(&m.router_endpoint, &m.router_token, &l4.dial).await
+                            {
                                 Ok(t) => {
                                     let _ = tx.send(Ok(t)).await;
                                 }
