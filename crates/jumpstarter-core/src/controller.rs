@@ -5,7 +5,7 @@
 //! * [`router_stream`]: one `RouterService.Stream` as an `AsyncRead + AsyncWrite` (DATA frames,
 //!   GOAWAY as end of stream), used by both the exporter (served into its session) and the
 //!   client (an HTTP/2 connection to the exporter's session runs over it).
-//! * [`LeaseClient`]: CreateLease/GetLease/ListLeases/UpdateLease/DeleteLease/ListExporters,
+//! * [`LeaseClient`] for CreateLease, GetLease, ListLeases, DeleteLease, ListExporters,
 //!   waiting for a lease to become ready, and [`LeaseClient::connect`]: Dial + router stream
 //!   + HTTP/2, giving a [`Client`] of the leased exporter.
 //!
