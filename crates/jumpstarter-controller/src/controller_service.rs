@@ -320,10 +320,12 @@ impl ControllerService for ControllerSvc {
                 let current = cell.borrow_and_update().clone();
                 if last.as_ref() != Some(&current) {
                     // A direct switch from lease A to lease B is reported as "not leased"
-                    // first: exporters only start a lease on a false -> true edge.
+                    // first: exporters only start a lease on a false -> true edge. A
+                    // transfer (same lease, new client) is passed on as it is.
                     if let Some(prev) = &last
                         && prev.leased
                         && current.leased
+                        && prev.lease_name != current.lease_name
                         && tx
                             .send(Ok(status_response(&Binding::default())))
                             .await

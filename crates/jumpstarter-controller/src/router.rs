@@ -5,7 +5,7 @@
 //! error on either side ends both. A token is good for one pairing: a third stream with the
 //! same token is refused.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
@@ -29,8 +29,9 @@ struct Waiting {
 #[derive(Default)]
 struct Pending {
     waiting: HashMap<String, Waiting>,
-    /// Stream ids that were paired already (their tokens are spent).
-    used: HashSet<String>,
+    /// Stream ids that were paired already (their tokens are spent), with when; forgotten
+    /// once the token has expired anyway.
+    used: HashMap<String, std::time::Instant>,
 }
 
 pub struct RouterSvc {
@@ -48,8 +49,15 @@ impl RouterSvc {
 }
 
 /// Frames from one side to the other. Returns Err on a receive error (the peer broke off).
+/// A receiver that went away (its call was cancelled or its connection lost) is an error too,
+/// even while nothing flows towards it.
 async fn pump(mut from: Streaming<StreamRequest>, to: Out) -> Result<(), Status> {
-    while let Some(msg) = from.next().await {
+    loop {
+        let msg = tokio::select! {
+            m = from.next() => m,
+            _ = to.closed() => return Err(Status::cancelled("peer went away")),
+        };
+        let Some(msg) = msg else { break };
         let msg = msg?;
         let frame = StreamResponse {
             payload: msg.payload,
@@ -78,12 +86,16 @@ impl RouterService for RouterSvc {
         let (out, rx) = mpsc::channel(16);
         let partner = {
             let mut p = lock(&self.pending);
-            if p.used.contains(&id) {
+            if p.used.contains_key(&id) {
                 return Err(Status::unauthenticated("invalid jwt token: already used"));
             }
             match p.waiting.remove(&id) {
                 Some(w) if !w.out.is_closed() => {
-                    p.used.insert(id.clone());
+                    let now = std::time::Instant::now();
+                    p.used.retain(|_, at| {
+                        now.duration_since(*at) < crate::auth::ROUTER_TOKEN_LIFETIME
+                    });
+                    p.used.insert(id.clone(), now);
                     Some((w, inbound))
                 }
                 _ => {

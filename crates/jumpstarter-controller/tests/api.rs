@@ -846,3 +846,174 @@ async fn leases_survive_a_controller_restart() {
     let s = status.next().await.unwrap().unwrap();
     assert_eq!(s.lease_name.as_deref(), Some("l1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vanishing_peers_re_registration_and_lease_updates() {
+    let ctl = Ctl::new().await;
+    let alice = ctl.client("alice").await;
+    let bob = ctl.client("bob").await;
+    let mut e1 = ctl.exporter("e1", &[("board", "rpi")]).await;
+    e1.next_status().await;
+    // Registering again (a restarted exporter) replaces the devices; nothing else changes.
+    let mut c = ctl.controller().await;
+    c.register(with(
+        &e1.who,
+        RegisterRequest {
+            labels: [("jumpstarter.dev/extra".to_string(), "x".to_string())].into(),
+            reports: vec![DriverInstanceReport {
+                uuid: "second".into(),
+                ..Default::default()
+            }],
+        },
+    ))
+    .await
+    .unwrap();
+    let stored = ctl.store.exporter("default", "e1").await.unwrap().unwrap();
+    assert_eq!(stored.devices.unwrap()[0].uuid, "second");
+    assert_eq!(
+        stored
+            .labels
+            .get("jumpstarter.dev/extra")
+            .map(String::as_str),
+        Some("x")
+    );
+    assert_eq!(stored.labels.get("board").map(String::as_str), Some("rpi"));
+
+    ctl.create(&alice, lease("board=rpi", 3600), "l1")
+        .await
+        .unwrap();
+    assert!(e1.next_status().await.leased);
+    e1.report(ExporterStatus::LeaseReady).await;
+
+    // UpdateLease: a new duration moves the end; transfer to bob; the old owner loses Dial.
+    let mut update = ctl.get(&alice, "l1").await;
+    update.duration = Some(prost_types::Duration {
+        seconds: 7200,
+        nanos: 0,
+    });
+    let updated = ctl
+        .clients()
+        .await
+        .update_lease(with(
+            &alice,
+            jumpstarter_protocol::client_v1::UpdateLeaseRequest {
+                lease: Some(Lease {
+                    name: update.name.clone(),
+                    duration: update.duration,
+                    ..Default::default()
+                }),
+                update_mask: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.duration.unwrap().seconds, 7200);
+    let e = ctl
+        .clients()
+        .await
+        .update_lease(with(
+            &alice,
+            jumpstarter_protocol::client_v1::UpdateLeaseRequest {
+                lease: Some(Lease {
+                    name: update.name.clone(),
+                    begin_time: Some(prost_types::Timestamp {
+                        seconds: 1,
+                        nanos: 0,
+                    }),
+                    duration: update.duration,
+                    ..Default::default()
+                }),
+                update_mask: None,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.message(),
+        "cannot update BeginTime: lease has already started"
+    );
+    ctl.clients()
+        .await
+        .update_lease(with(
+            &alice,
+            jumpstarter_protocol::client_v1::UpdateLeaseRequest {
+                lease: Some(Lease {
+                    name: update.name.clone(),
+                    client: Some("namespaces/default/clients/bob".into()),
+                    ..Default::default()
+                }),
+                update_mask: None,
+            },
+        ))
+        .await
+        .unwrap();
+    let s = e1.next_status().await;
+    assert_eq!(s.client_name.as_deref(), Some("bob"), "{s:?}");
+
+    let mut listen =
+        e1.c.clone()
+            .listen(with(
+                &e1.who,
+                ListenRequest {
+                    lease_name: "l1".into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+    let mut controller = ctl.controller().await;
+    let e = controller
+        .dial(with(
+            &alice,
+            DialRequest {
+                lease_name: "l1".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.message(), "permission denied");
+    let dial = controller
+        .dial(with(
+            &bob,
+            DialRequest {
+                lease_name: "l1".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let pushed = listen.next().await.unwrap().unwrap();
+
+    // The client half vanishes mid-stream: the exporter half ends too.
+    let open = |token: String| {
+        let ch = ctl.channel();
+        async move {
+            let ch = ch.await;
+            let o = ch.origin();
+            let mut r = RouterServiceClient::with_origin(ch, o);
+            let (tx, rx) = tokio::sync::mpsc::channel::<StreamRequest>(4);
+            let mut req = Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+            req.metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            (tx, r.stream(req).await.unwrap().into_inner())
+        }
+    };
+    let (client_tx, client_rx) = open(dial.router_token).await;
+    let (_exporter_tx, mut exporter_rx) = open(pushed.router_token).await;
+    client_tx
+        .send(StreamRequest {
+            payload: bytes::Bytes::from_static(b"hello"),
+            frame_type: FrameType::Data as i32,
+        })
+        .await
+        .unwrap();
+    let got = exporter_rx.next().await.unwrap().unwrap();
+    assert_eq!(&got.payload[..], b"hello");
+    drop(client_tx);
+    drop(client_rx);
+    let end = tokio::time::timeout(Duration::from_secs(30), exporter_rx.next())
+        .await
+        .expect("the exporter half did not end");
+    assert!(!matches!(end, Some(Ok(_))), "{end:?}");
+}
