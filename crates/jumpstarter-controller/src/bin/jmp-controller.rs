@@ -341,11 +341,15 @@ async fn admin_inner(
         AdminCommand::Create { what } => match what {
             Create::Client { name, labels, cfg } => {
                 let labels = admin::parse_labels(&labels)?;
+                // Nothing is created when the config could not be printed.
+                admin::endpoint_and_ca(store, cfg.endpoint.as_deref()).await?;
                 admin::create_client(store, keys, &cfg.namespace, &name, labels).await?;
                 print_config(store, Single::Client, &name, &cfg).await?;
             }
             Create::Exporter { name, labels, cfg } => {
                 let labels = admin::parse_labels(&labels)?;
+                // Nothing is created when the config could not be printed.
+                admin::endpoint_and_ca(store, cfg.endpoint.as_deref()).await?;
                 admin::create_exporter(store, keys, &cfg.namespace, &name, labels).await?;
                 print_config(store, Single::Exporter, &name, &cfg).await?;
             }
