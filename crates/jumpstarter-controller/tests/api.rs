@@ -1017,3 +1017,24 @@ async fn vanishing_peers_re_registration_and_lease_updates() {
         .expect("the exporter half did not end");
     assert!(!matches!(end, Some(Ok(_))), "{end:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_served_without_credentials() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let ctl = Ctl::new().await;
+    let ch = ctl.channel().await;
+    let origin = ch.origin();
+    let mut health = HealthClient::with_origin(ch, origin);
+    let r = health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+}
