@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup-interop-venv.sh
-cargo build --release --locked -p jumpstarter-cli -p jumpstarter-bench
+cargo build --release --locked -p jumpstarter-cli -p jumpstarter-controller -p jumpstarter-bench
 exec ./target/release/jumpstarter-bench --venv .venv --out BENCHMARKS.md "$@"

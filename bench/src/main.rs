@@ -3,6 +3,7 @@
 //! Run through `bench/run.sh`, which builds the release binaries, prepares the upstream venv,
 //! and writes BENCHMARKS.md. Every figure compares the same work on both sides on this machine.
 
+mod controller;
 mod measure;
 mod pyhost;
 mod storage;
@@ -22,6 +23,8 @@ struct Opts {
     venv: PathBuf,
     out: Option<PathBuf>,
     quick: bool,
+    /// Run only the controller benchmarks (`--only controller`).
+    only_controller: bool,
 }
 
 fn parse_opts() -> Opts {
@@ -29,6 +32,7 @@ fn parse_opts() -> Opts {
         venv: PathBuf::from(".venv"),
         out: None,
         quick: false,
+        only_controller: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -36,6 +40,11 @@ fn parse_opts() -> Opts {
             "--venv" => opts.venv = args.next().expect("--venv PATH").into(),
             "--out" => opts.out = Some(args.next().expect("--out PATH").into()),
             "--quick" => opts.quick = true,
+            "--only" => {
+                let what = args.next().expect("--only controller");
+                assert_eq!(what, "controller", "--only knows: controller");
+                opts.only_controller = true;
+            }
             "--pingpong-server" => {
                 pingpong_server(Path::new(&args.next().expect("--pingpong-server PATH")));
                 std::process::exit(0);
@@ -113,14 +122,17 @@ fn main() {
     let load_before = loadavg();
     let mut rows = Vec::new();
     let mut targets = Vec::new();
-    cli_latency(&env, &mut rows, &mut targets);
-    driver_calls(&env, &mut rows, &mut targets);
-    streams(&env, &mut rows, &mut targets);
-    memory(&env, &mut rows, &mut targets);
-    direct_mode(&env, &mut rows);
-    storage::storage(&env, &mut rows, &mut targets);
-    storage::serial(&env, &mut rows);
-    pyhost::pyhost(&env, &mut rows);
+    if !opts.only_controller {
+        cli_latency(&env, &mut rows, &mut targets);
+        driver_calls(&env, &mut rows, &mut targets);
+        streams(&env, &mut rows, &mut targets);
+        memory(&env, &mut rows, &mut targets);
+        direct_mode(&env, &mut rows);
+        storage::storage(&env, &mut rows, &mut targets);
+        storage::serial(&env, &mut rows);
+        pyhost::pyhost(&env, &mut rows);
+    }
+    controller::controller(&env, &mut rows, &mut targets);
 
     let md = render(&rows, &targets, opts.quick, &load_before);
     print!("{md}");
@@ -490,16 +502,17 @@ fn render(rows: &[Row], targets: &[Target], quick: bool, load_before: &str) -> S
     ));
     md.push_str("| What | jumpstarter-rs | upstream 0.9.0 | factor |\n|---|---|---|---|\n");
     for r in rows {
+        // No factor (0) where there is nothing upstream to compare with.
+        let factor = if r.factor <= 0.0 {
+            "-".into()
+        } else if r.factor < 10.0 {
+            format!("{:.1}x", r.factor)
+        } else {
+            format!("{:.0}x", r.factor)
+        };
         md.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
-            r.what,
-            r.ours,
-            r.upstream,
-            if r.factor < 10.0 {
-                format!("{:.1}x", r.factor)
-            } else {
-                format!("{:.0}x", r.factor)
-            }
+            "| {} | {} | {} | {factor} |\n",
+            r.what, r.ours, r.upstream
         ));
     }
     md.push_str("\nTargets from the issues, as measured in this run:\n\n");

@@ -142,7 +142,7 @@ fn run_usage_errors() {
         ),
         (
             &["run", "--exporter-config", cfg],
-            "Error: controller mode (registering with a controller) is not available yet; use --tls-grpc-listener [HOST:]PORT for direct mode",
+            "Error: the exporter config has no endpoint: controller mode needs endpoint and token",
             1,
         ),
         (

@@ -26,6 +26,7 @@ impl ExporterConfig {
             export: Vec::new(),
             hooks: Hooks::default(),
             failure_detection: FailureDetection::default(),
+            driver_host: Default::default(),
             warnings: Vec::new(),
         }
     }
@@ -94,6 +95,10 @@ impl ExporterConfig {
         if let Some(motd) = &self.motd {
             m.insert("motd".into(), json!(motd));
         }
+        // Our extension: kept when set, absent otherwise (upstream ignores unknown keys).
+        if let Some(python) = &self.driver_host.python {
+            m.insert("driverHost".into(), json!({ "python": python }));
+        }
         m.insert("export".into(), entries_json(&self.export));
         m.insert(
             "hooks".into(),
@@ -125,6 +130,7 @@ impl ExporterConfig {
         }
         m.remove("grpcConfig");
         m.remove("motd");
+        m.remove("driverHost");
         m.insert(
             "path".into(),
             json!(self.path.as_ref().map(|p| p.display().to_string())),

@@ -15,6 +15,7 @@
 
 pub mod channel;
 pub mod client;
+pub mod controller;
 pub mod driver;
 pub mod forward;
 pub mod logs;

@@ -63,9 +63,9 @@ pub struct DirectOptions {
 /// What the process tells a running exporter.
 #[derive(Debug, Clone, Default)]
 pub struct Control {
-    stop: CancellationToken,
-    force: CancellationToken,
-    after_session: CancellationToken,
+    pub(crate) stop: CancellationToken,
+    pub(crate) force: CancellationToken,
+    pub(crate) after_session: CancellationToken,
 }
 
 impl Control {

@@ -10,9 +10,11 @@
 //! * direct (`jmp run --tls-grpc-listener`): [`Exporter::start_direct`] and
 //!   [`direct::DirectExporter::run`], a TCP listener (TLS, passphrase) plus a hook socket, with
 //!   the lifecycle hooks of [`hooks`] walked by [`lease`];
-//! * controller mode (not built yet) will serve [`Exporter::new_session`] per lease through
-//!   router tunnels and reuse [`lease`] for the hooks.
+//! * controller mode (`jmp run` with endpoint and token): [`Exporter::run_controller`] in
+//!   [`controller`], a fresh session per lease served through router tunnels, hooks walked by
+//!   [`lease`].
 
+pub mod controller;
 pub mod direct;
 pub mod driver_host;
 mod group;
@@ -34,6 +36,8 @@ use uuid::Uuid;
 pub enum ExporterError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("{0}")]
+    Controller(String),
     #[error("cannot listen on {path}: {source}")]
     Listen {
         path: String,

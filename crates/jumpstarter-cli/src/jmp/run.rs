@@ -2,8 +2,9 @@
 //!
 //! Direct mode (`--tls-grpc-listener [HOST:]PORT`) serves the exporter on TCP, in plaintext
 //! (`--tls-grpc-insecure`) or TLS (`--tls-cert`/`--tls-key`), optionally requiring a
-//! passphrase, with the lifecycle hooks around each session. Controller mode (no listener) is
-//! not built yet and fails with a clear message.
+//! passphrase, with the lifecycle hooks around each session. Controller mode (no listener)
+//! registers with the controller named by the config's endpoint and token and serves leases
+//! through its router; it reconnects with back-off when the controller goes away.
 //!
 //! Logs go to stderr. Signals: the first SIGTERM, SIGINT or SIGQUIT stops gracefully (the
 //! afterLease hook runs if a session is active, drivers are closed, the hook socket is removed);
@@ -202,7 +203,7 @@ pub async fn run(args: RunArgs) -> i32 {
         Err(code) => return code,
     };
     match mode {
-        Mode::Controller => controller(&exporter),
+        Mode::Controller => controller(exporter).await,
         Mode::Direct {
             host,
             port,
@@ -232,19 +233,29 @@ async fn load(path: &Path) -> Result<Exporter, i32> {
     Ok(exporter)
 }
 
-/// The seam for controller mode (registration, leases, router tunnels): a later issue.
-fn controller(exporter: &Exporter) -> i32 {
-    let config = exporter.config();
-    let target = config
-        .endpoint
-        .as_deref()
-        .map(|e| format!(" ({e})"))
-        .unwrap_or_default();
-    eprintln!(
-        "Error: controller mode (registering with a controller{target}) is not available yet; \
-         use --tls-grpc-listener [HOST:]PORT for direct mode"
-    );
-    1
+/// Controller mode: register with the controller of the config (endpoint, token, tls) and
+/// serve leases until stopped.
+async fn controller(exporter: Exporter) -> i32 {
+    let Some(signals) = Signals::install() else {
+        eprintln!("Error: cannot install signal handlers");
+        return 1;
+    };
+    if let Err(e) = jumpstarter_exporter::controller::Link::from_config(exporter.config()) {
+        eprintln!("Error: {e}");
+        return 1;
+    }
+    let control = Control::new();
+    let c2 = control.clone();
+    let task = tokio::spawn(async move {
+        match exporter.run_controller(c2).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!("{e}");
+                Outcome::Stopped
+            }
+        }
+    });
+    supervise(task, control, signals).await
 }
 
 async fn direct(
@@ -270,12 +281,7 @@ async fn direct(
         );
     }
     // Signals are watched from the start, so an early SIGTERM still stops cleanly.
-    let (Ok(mut term), Ok(mut int), Ok(mut quit), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::quit()),
-        signal(SignalKind::hangup()),
-    ) else {
+    let Some(signals) = Signals::install() else {
         eprintln!("Error: cannot install signal handlers");
         return 1;
     };
@@ -294,6 +300,40 @@ async fn direct(
     };
     let control = Control::new();
     let task = tokio::spawn(running.run(control.clone()));
+    supervise(task, control, signals).await
+}
+
+/// The signals `jmp run` reacts to.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Option<Signals> {
+        Some(Signals {
+            term: signal(SignalKind::terminate()).ok()?,
+            int: signal(SignalKind::interrupt()).ok()?,
+            quit: signal(SignalKind::quit()).ok()?,
+            hup: signal(SignalKind::hangup()).ok()?,
+        })
+    }
+}
+
+/// Relays signals to `control` while `task` runs; returns the exit code.
+async fn supervise(
+    task: tokio::task::JoinHandle<Outcome>,
+    control: Control,
+    signals: Signals,
+) -> i32 {
+    let Signals {
+        mut term,
+        mut int,
+        mut quit,
+        mut hup,
+    } = signals;
     tokio::pin!(task);
     let mut stop_signal: Option<i32> = None;
     let mut hangup = false;

@@ -1,0 +1,373 @@
+//! Distributed mode: our controller (release build of `jmp-controller`, its own process) with
+//! simulated exporters and clients speaking the real wire protocol over TLS. Upstream's
+//! controller needs Kubernetes, so there is no upstream column for these rows.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use jumpstarter_core::controller::{Identity, LeaseClient, router_stream};
+use jumpstarter_core::transport::{Dial, H2Channel, Target};
+use jumpstarter_protocol::client_v1::Lease;
+use jumpstarter_protocol::v1::controller_service_client::ControllerServiceClient;
+use jumpstarter_protocol::v1::{
+    DriverInstanceReport, ExporterStatus, ListenRequest, RegisterRequest, ReportStatusRequest,
+    StatusRequest, StatusResponse,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::measure::{Row, free_port, median, release_bin};
+use crate::{Env, Target as Goal, target};
+
+struct Daemon {
+    child: Child,
+    endpoint: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    fn start() -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let endpoint = format!("127.0.0.1:{port}");
+        let child = Command::new(release_bin("jmp-controller"))
+            .args(["serve", "--data-dir"])
+            .arg(dir.path())
+            .args(["--listen", &endpoint, "--advertise", &endpoint])
+            .env("JMP_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start jmp-controller (cargo build --release -p jumpstarter-controller)");
+        let d = Daemon {
+            child,
+            endpoint,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !d.dir.path().join("tls/cert.pem").exists()
+            || std::net::TcpStream::connect(&d.endpoint).is_err()
+        {
+            assert!(Instant::now() < deadline, "jmp-controller did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn dial(&self) -> Dial {
+        let roots =
+            jumpstarter_core::tls::roots_from_pem_file(&self.dir.path().join("tls/cert.pem"))
+                .unwrap();
+        let tls = jumpstarter_core::tls::client_config(&jumpstarter_core::tls::ServerTrust::Roots(
+            Arc::new(roots),
+        ))
+        .unwrap();
+        Dial {
+            tls: Some(tls),
+            passphrase: None,
+        }
+    }
+
+    fn rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
+async fn identities(dir: &Path, clients: &[String], exporters: &[String]) -> Vec<Identity> {
+    let (store, keys) = jumpstarter_controller::open_store(dir).await.unwrap();
+    let mut out = Vec::new();
+    for c in clients {
+        let r = jumpstarter_controller::admin::create_client(
+            &store,
+            &keys,
+            "default",
+            c,
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        out.push(Identity {
+            token: r.token,
+            kind: "Client",
+            namespace: "default".into(),
+            name: c.clone(),
+        });
+    }
+    for e in exporters {
+        let labels = [("bench".to_string(), "yes".to_string())].into();
+        let r = jumpstarter_controller::admin::create_exporter(&store, &keys, "default", e, labels)
+            .await
+            .unwrap();
+        out.push(Identity {
+            token: r.token,
+            kind: "Exporter",
+            namespace: "default".into(),
+            name: e.clone(),
+        });
+    }
+    store.close().await;
+    out
+}
+
+/// An exporter speaking the wire protocol: registered, AVAILABLE, Status stream open.
+struct Sim {
+    who: Identity,
+    c: ControllerServiceClient<H2Channel>,
+    status: tonic::Streaming<StatusResponse>,
+}
+
+impl Sim {
+    async fn start(endpoint: &str, dial: &Dial, who: Identity) -> Sim {
+        let ch = H2Channel::dial(&Target::parse(endpoint), dial)
+            .await
+            .unwrap();
+        let origin = ch.origin();
+        let mut c = ControllerServiceClient::with_origin(ch, origin);
+        c.register(who.request(RegisterRequest {
+            labels: Default::default(),
+            reports: vec![DriverInstanceReport {
+                uuid: "00000000-0000-0000-0000-000000000001".into(),
+                ..Default::default()
+            }],
+        }))
+        .await
+        .unwrap();
+        let status = c
+            .status(who.request(StatusRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        let s = Sim { who, c, status };
+        s.report(ExporterStatus::Available).await;
+        s
+    }
+
+    async fn report(&self, status: ExporterStatus) {
+        self.c
+            .clone()
+            .report_status(self.who.request(ReportStatusRequest {
+                status: status as i32,
+                message: None,
+                release_lease: None,
+            }))
+            .await
+            .unwrap();
+    }
+
+    async fn next(&mut self) -> StatusResponse {
+        self.status.next().await.unwrap().unwrap()
+    }
+}
+
+fn lease(selector: &str) -> Lease {
+    Lease {
+        selector: selector.into(),
+        duration: Some(prost_types::Duration {
+            seconds: 3600,
+            nanos: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn controller(env: &Env, rows: &mut Vec<Row>, targets: &mut Vec<Goal>) {
+    eprintln!("controller: leases, router, 1000 exporters...");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let daemon = Daemon::start();
+    let dial = daemon.dial();
+    let ids = rt.block_on(identities(
+        daemon.dir.path(),
+        &["alice".into()],
+        &["e1".into()],
+    ));
+    let (alice, e1) = (ids[0].clone(), ids[1].clone());
+    let n = env.n(10, 50);
+
+    let (assigned, ready, rate, mbps) = rt.block_on(async {
+        let mut sim = Sim::start(&daemon.endpoint, &dial, e1).await;
+        sim.next().await;
+        let client = LeaseClient::connect(&daemon.endpoint, dial.clone(), alice)
+            .await
+            .unwrap();
+        // Lease -> exporter told (Status stream) and -> client sees Ready (tight polling).
+        let mut assigned = Vec::new();
+        let mut ready = Vec::new();
+        for _ in 0..n {
+            let t = Instant::now();
+            let l = client.create_lease(lease("bench=yes"), "").await.unwrap();
+            let s = sim.next().await;
+            assert!(s.leased);
+            assigned.push(t.elapsed().as_secs_f64() * 1000.0);
+            client
+                .wait_ready(&l.name, Duration::from_micros(200))
+                .await
+                .unwrap();
+            ready.push(t.elapsed().as_secs_f64() * 1000.0);
+            client.delete_lease(&l.name).await.unwrap();
+            assert!(!sim.next().await.leased);
+        }
+        // Leases created and released per second (one client, sequential round trips).
+        let k = n * 4;
+        let t = Instant::now();
+        for _ in 0..k {
+            let l = client.create_lease(lease("bench=yes"), "").await.unwrap();
+            sim.next().await;
+            client.delete_lease(&l.name).await.unwrap();
+            sim.next().await;
+        }
+        let rate = k as f64 / t.elapsed().as_secs_f64();
+
+        // Router throughput: Dial, Listen, two router streams, bytes one way.
+        let l = client.create_lease(lease("bench=yes"), "").await.unwrap();
+        sim.next().await;
+        sim.report(ExporterStatus::LeaseReady).await;
+        let mut listen = sim
+            .c
+            .clone()
+            .listen(sim.who.request(ListenRequest {
+                lease_name: l.name.rsplit('/').next().unwrap().to_string(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let size: usize = if env.quick { 256 << 20 } else { 2 << 30 };
+        let d2 = dial.clone();
+        let exporter_side = tokio::spawn(async move {
+            let m = listen.next().await.unwrap().unwrap();
+            let mut io = router_stream(&m.router_endpoint, &m.router_token, &d2)
+                .await
+                .unwrap();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut got = 0usize;
+            loop {
+                let n = io.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            got
+        });
+        let ch = {
+            // Dial through the controller, then the client's half of the tunnel.
+            let ch = H2Channel::dial(&Target::parse(&daemon.endpoint), &dial)
+                .await
+                .unwrap();
+            let origin = ch.origin();
+            let mut c = ControllerServiceClient::with_origin(ch, origin);
+            c.dial(
+                client_identity(&ids).request(jumpstarter_protocol::v1::DialRequest {
+                    lease_name: l.name.rsplit('/').next().unwrap().to_string(),
+                }),
+            )
+            .await
+            .unwrap()
+            .into_inner()
+        };
+        let mut io = router_stream(&ch.router_endpoint, &ch.router_token, &dial)
+            .await
+            .unwrap();
+        let chunk = vec![7u8; 1 << 20];
+        let t = Instant::now();
+        let mut sent = 0usize;
+        while sent < size {
+            io.write_all(&chunk).await.unwrap();
+            sent += chunk.len();
+        }
+        io.shutdown().await.unwrap();
+        let got = exporter_side.await.unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(got, size);
+        let mbps = size as f64 / secs / 1e6;
+        (median(assigned), median(ready), rate, mbps)
+    });
+    rows.push(Row::new(
+        "controller: lease created -> exporter told (Status stream), median",
+        format!("{assigned:.1} ms"),
+        "n/a (Kubernetes)".into(),
+        0.0,
+    ));
+    rows.push(Row::new(
+        "controller: lease created -> client sees Ready, median",
+        format!("{ready:.1} ms"),
+        "n/a (Kubernetes)".into(),
+        0.0,
+    ));
+    rows.push(Row::new(
+        "controller: leases created and released per second (one client)",
+        format!("{rate:.0}/s"),
+        "n/a (Kubernetes)".into(),
+        0.0,
+    ));
+    rows.push(Row::new(
+        "router: one stream, client -> exporter, TLS on loopback",
+        format!("{mbps:.0} MB/s"),
+        "n/a (Kubernetes)".into(),
+        0.0,
+    ));
+    target(
+        targets,
+        format!("lease Ready within 50 ms of an exporter being free: {ready:.1} ms"),
+        ready <= 50.0,
+    );
+    target(
+        targets,
+        format!("router throughput at least 1 GB/s on loopback: {mbps:.0} MB/s"),
+        mbps >= 1000.0,
+    );
+    drop(daemon);
+
+    // 1,000 registered exporters with open Status streams.
+    let daemon = Daemon::start();
+    let count = env.n(200, 1000);
+    let names: Vec<String> = (0..count).map(|i| format!("sim-{i:04}")).collect();
+    let ids = rt.block_on(identities(daemon.dir.path(), &[], &names));
+    let idle = daemon.rss_mb();
+    let sims = rt.block_on(async {
+        let mut sims = Vec::new();
+        for who in ids {
+            sims.push(Sim::start(&daemon.endpoint, &daemon.dial(), who).await);
+        }
+        sims
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let rss = daemon.rss_mb();
+    drop(sims);
+    rows.push(Row::new(
+        &format!("controller memory with {count} registered exporters (idle: {idle:.0} MB)"),
+        format!("{rss:.0} MB"),
+        "n/a (Kubernetes)".into(),
+        0.0,
+    ));
+    if count == 1000 {
+        target(
+            targets,
+            format!("1,000 exporters in under 200 MB: {rss:.0} MB"),
+            rss < 200.0,
+        );
+    }
+}
+
+fn client_identity(ids: &[Identity]) -> Identity {
+    ids.iter().find(|i| i.kind == "Client").cloned().unwrap()
+}

@@ -1,0 +1,324 @@
+//! Our exporter (`jmp run` in controller mode) against our controller (in process), driven
+//! by upstream 0.9.0's `jmp shell` with upstream's and our `j`: registration, status, Listen,
+//! router tunnels into the exporter's session, release.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use jumpstarter_controller::{Options, admin, open_store};
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        for pid in descendants(self.0.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Lab {
+    rt: tokio::runtime::Runtime,
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    data: PathBuf,
+    running: Option<jumpstarter_controller::Running>,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_owned();
+        let data = root.join("data");
+        let running = rt
+            .block_on(jumpstarter_controller::start(Options {
+                data_dir: data.clone(),
+                listen: "127.0.0.1:0".parse().unwrap(),
+                advertise: Some("127.0.0.1:0".into()),
+                tls_cert: None,
+                tls_key: None,
+                token_lifetime: Duration::from_secs(3600),
+                offline_after: Duration::from_secs(60),
+            }))
+            .unwrap();
+        Lab {
+            rt,
+            _tmp: tmp,
+            root,
+            data,
+            running: Some(running),
+        }
+    }
+
+    fn exporter_config(&self, name: &str, labels: &[(&str, &str)]) -> PathBuf {
+        let (store, keys) = self.rt.block_on(open_store(&self.data)).unwrap();
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let e = self
+            .rt
+            .block_on(admin::create_exporter(
+                &store, &keys, "default", name, labels,
+            ))
+            .unwrap();
+        let (endpoint, ca) = self
+            .rt
+            .block_on(admin::endpoint_and_ca(&store, None))
+            .unwrap();
+        let text = admin::exporter_config_yaml(&e, &endpoint, &ca, false).replace(
+            "export: {}\n",
+            "export:\n  power:\n    type: jumpstarter_driver_power.driver.MockPower\n",
+        );
+        let path = self.root.join(format!("{name}.yaml"));
+        std::fs::write(&path, text).unwrap();
+        self.rt.block_on(store.close());
+        path
+    }
+
+    fn client_config(&self, name: &str) -> PathBuf {
+        let (store, keys) = self.rt.block_on(open_store(&self.data)).unwrap();
+        let c = self
+            .rt
+            .block_on(admin::create_client(
+                &store,
+                &keys,
+                "default",
+                name,
+                Default::default(),
+            ))
+            .unwrap();
+        let (endpoint, ca) = self
+            .rt
+            .block_on(admin::endpoint_and_ca(&store, None))
+            .unwrap();
+        let o = admin::ClientConfigOptions {
+            unsafe_drivers: true,
+            ..Default::default()
+        };
+        let path = self.root.join(format!("client-{name}.yaml"));
+        std::fs::write(&path, admin::client_config_yaml(&c, &endpoint, &ca, &o)).unwrap();
+        self.rt.block_on(store.close());
+        path
+    }
+
+    fn exporter_state(&self, name: &str) -> (bool, String) {
+        let (store, _) = self.rt.block_on(open_store(&self.data)).unwrap();
+        let e = self
+            .rt
+            .block_on(store.exporter("default", name))
+            .unwrap()
+            .unwrap();
+        self.rt.block_on(store.close());
+        (e.online() && e.registered(), e.status)
+    }
+
+    fn wait_status(&self, name: &str, status: &str, log: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (online, s) = self.exporter_state(name);
+            if online && s == status {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "exporter {name} not {status} (online {online}, {s}):\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn our_exporter(&self, config: &Path) -> (Kill, PathBuf) {
+        let log = self.root.join("exporter.log");
+        let mut cmd = Command::new(jmp());
+        clean(&mut cmd);
+        cmd.args(["run", "--exporter-config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(self.root.join("exporter.err")).unwrap());
+        let child = cmd.spawn().unwrap();
+        (Kill(child), self.root.join("exporter.err"))
+    }
+
+    fn upstream_shell(&self, client: &Path, path: &str, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(upstream_jmp());
+        clean(&mut cmd);
+        cmd.env("HOME", &self.root)
+            .env("PATH", path)
+            .args(["shell", "--client-config"])
+            .arg(client)
+            .args(args);
+        run_timeout(&mut cmd, Duration::from_secs(120))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            self.rt.block_on(r.shutdown(Duration::from_secs(1)));
+        }
+    }
+}
+
+#[test]
+fn our_exporter_serves_upstream_shells_through_our_controller() {
+    let lab = Lab::new();
+    let e1 = lab.exporter_config("e1", &[("board", "rpi")]);
+    let alice = lab.client_config("alice");
+    let (_exporter, log) = lab.our_exporter(&e1);
+    lab.wait_status("e1", "Available", &log);
+
+    // Upstream shell and upstream j.
+    let o = lab.upstream_shell(
+        &alice,
+        &path_with_upstream(),
+        &["--selector", "board=rpi", "--", "j", "power", "on"],
+    );
+    assert!(
+        o.status.success(),
+        "{}{}\nexporter:\n{}",
+        text(&o.stdout),
+        text(&o.stderr),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // After the lease the exporter is available again (afterLease, release, report).
+    lab.wait_status("e1", "Available", &log);
+
+    // Upstream shell, our j, by name; the exit code comes back.
+    let o = lab.upstream_shell(
+        &alice,
+        &path_with_ours(),
+        &["--name", "e1", "--", "sh", "-c", "j power off && exit 5"],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}{}\nexporter:\n{}",
+        text(&o.stdout),
+        text(&o.stderr),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    lab.wait_status("e1", "Available", &log);
+}
+
+#[test]
+fn our_client_library_leases_dials_and_calls_our_exporter() {
+    use jumpstarter_core::controller::{Identity, LeaseClient};
+    use jumpstarter_core::transport::Dial;
+    use jumpstarter_protocol::client_v1::Lease;
+
+    let lab = Lab::new();
+    let e1 = lab.exporter_config("e1", &[("board", "rpi")]);
+    let alice = lab.client_config("alice");
+    let (_exporter, log) = lab.our_exporter(&e1);
+    lab.wait_status("e1", "Available", &log);
+
+    // What a client config holds (the config layer builds this from clients/*.yaml).
+    let text = std::fs::read_to_string(&alice).unwrap();
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let roots = jumpstarter_core::tls::roots_from_pem_file(&lab.data.join("tls/cert.pem")).unwrap();
+    let tls = jumpstarter_core::tls::client_config(&jumpstarter_core::tls::ServerTrust::Roots(
+        std::sync::Arc::new(roots),
+    ))
+    .unwrap();
+    let who = Identity {
+        token: field("token:"),
+        kind: "Client",
+        namespace: "default".into(),
+        name: "alice".into(),
+    };
+    let endpoint = field("endpoint:");
+    lab.rt.block_on(async {
+        let c = LeaseClient::connect(
+            &endpoint,
+            Dial {
+                tls: Some(tls),
+                passphrase: None,
+            },
+            who,
+        )
+        .await
+        .unwrap();
+        let exporters = c.list_exporters("board=rpi").await.unwrap();
+        assert_eq!(exporters.len(), 1);
+        let lease = c
+            .create_lease(
+                Lease {
+                    selector: "board=rpi".into(),
+                    duration: Some(prost_types::Duration {
+                        seconds: 600,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                },
+                "",
+            )
+            .await
+            .unwrap();
+        let ready = c
+            .wait_ready(&lease.name, Duration::from_millis(50))
+            .await
+            .unwrap();
+        assert_eq!(
+            ready.exporter.as_deref(),
+            Some("namespaces/default/exporters/e1")
+        );
+        let client = c.connect_exporter(&lease.name).await.unwrap();
+        let power = client.get("power").expect("power driver");
+        power.call("on", vec![]).await.unwrap();
+        power.call("off", vec![]).await.unwrap();
+        drop(client);
+        c.delete_lease(&lease.name).await.unwrap();
+        // The scheduler ends it right after; then it is no longer active.
+        let mut active = usize::MAX;
+        for _ in 0..200 {
+            active = c.list_leases("", true).await.unwrap().len();
+            if active == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(active, 0);
+
+        // A name that can never be satisfied fails at once.
+        let l = c
+            .create_lease(
+                Lease {
+                    exporter_name: Some("ghost".into()),
+                    duration: Some(prost_types::Duration {
+                        seconds: 60,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                },
+                "",
+            )
+            .await
+            .unwrap();
+        let e = c
+            .wait_ready(&l.name, Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("cannot be satisfied"), "{e}");
+    });
+    lab.wait_status("e1", "Available", &log);
+}

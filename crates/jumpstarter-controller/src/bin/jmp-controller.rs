@@ -1,0 +1,460 @@
+//! `jmp-controller`: the controller + router daemon (`serve`) and its admin commands
+//! (`admin ...`), which work on the data directory directly.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use jumpstarter_controller::admin::{self, ClientConfigOptions};
+use jumpstarter_controller::{Options, open_store};
+
+#[derive(Parser)]
+#[command(
+    name = "jmp-controller",
+    version,
+    about = "Jumpstarter controller and router with an embedded SQLite store"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller (ControllerService, ClientService, RouterService and health on one
+    /// TLS port).
+    Serve(Serve),
+    /// Manage clients, exporters and leases in a data directory.
+    Admin(Admin),
+}
+
+#[derive(Args)]
+struct DataDir {
+    /// Directory holding the database, keys and TLS certificate (created owner-only).
+    #[arg(long, env = "JMP_CONTROLLER_DATA_DIR", value_name = "DIR")]
+    data_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct Serve {
+    #[command(flatten)]
+    dir: DataDir,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:8082", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// host:port that clients and exporters use to reach this controller (and its router);
+    /// goes into the self-signed certificate and printed configs. Default: localhost:<port>.
+    #[arg(long, value_name = "HOST:PORT")]
+    advertise: Option<String>,
+    /// TLS certificate chain (PEM) to serve instead of the self-signed one.
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Lifetime of newly minted client and exporter tokens, in days.
+    #[arg(long, default_value_t = 365, value_name = "DAYS")]
+    token_lifetime_days: u64,
+    /// Seconds without a heartbeat after which an exporter is marked offline.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    offline_after: u64,
+}
+
+#[derive(Args)]
+struct Admin {
+    #[command(flatten)]
+    dir: DataDir,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a client or an exporter and print (or save) its config.
+    Create {
+        #[command(subcommand)]
+        what: Create,
+    },
+    /// List clients, exporters or leases.
+    Get {
+        what: Kind,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Print the config of an existing client or exporter.
+    Config {
+        what: Single,
+        name: String,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// Delete a client or an exporter (an exporter takes its leases with it).
+    Delete {
+        what: Single,
+        name: String,
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+    },
+    /// End a lease now (like the client releasing it).
+    EndLease {
+        name: String,
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+    },
+    /// Allow new leases on an exporter.
+    Enable {
+        name: String,
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+    },
+    /// Stop new leases on an exporter (except explicit ones with allowDisabled).
+    Disable {
+        name: String,
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    Clients,
+    Exporters,
+    Leases,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Single {
+    Client,
+    Exporter,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    #[arg(short, long, default_value = "default")]
+    namespace: String,
+    /// Save to the default location (clients: ~/.config/jumpstarter/clients/NAME.yaml,
+    /// exporters: /etc/jumpstarter/exporters/NAME.yaml).
+    #[arg(long)]
+    save: bool,
+    /// Save to this file.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Write `tls.insecure: true` into the config.
+    #[arg(long)]
+    insecure_tls: bool,
+    /// Endpoint to write instead of the one the controller advertises.
+    #[arg(long, value_name = "HOST:PORT")]
+    endpoint: Option<String>,
+    /// Client configs: comma-separated driver packages the client may load.
+    #[arg(long, default_value = "")]
+    allow: String,
+    /// Client configs: allow any driver package.
+    #[arg(long = "unsafe")]
+    unsafe_drivers: bool,
+}
+
+#[derive(Subcommand)]
+enum Create {
+    Client {
+        name: String,
+        /// Labels, key=value (repeatable).
+        #[arg(short, long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    Exporter {
+        name: String,
+        #[arg(short, long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    jumpstarter_controller_init_logging();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn jumpstarter_controller_init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("JMP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn run(cli: Cli) -> Result<(), BoxError> {
+    match cli.command {
+        Command::Serve(s) => serve(s).await,
+        Command::Admin(a) => admin_cmd(a).await,
+    }
+}
+
+async fn serve(s: Serve) -> Result<(), BoxError> {
+    let running = jumpstarter_controller::start(Options {
+        data_dir: s.dir.data_dir,
+        listen: s.listen,
+        advertise: s.advertise,
+        tls_cert: s.tls_cert,
+        tls_key: s.tls_key,
+        token_lifetime: Duration::from_secs(s.token_lifetime_days.saturating_mul(86_400)),
+        offline_after: Duration::from_secs(s.offline_after.max(1)),
+    })
+    .await?;
+    // Tests and scripts read this line to learn the port.
+    eprintln!(
+        "jmp-controller listening on {} (advertised as {})",
+        running.local_addr, running.endpoint
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    running.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+fn save(path: &Path, text: &str) -> Result<(), BoxError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(())
+}
+
+fn default_path(kind: Single, name: &str) -> PathBuf {
+    match kind {
+        Single::Client => {
+            let base = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."));
+            base.join(".config/jumpstarter/clients")
+                .join(format!("{name}.yaml"))
+        }
+        Single::Exporter => {
+            PathBuf::from("/etc/jumpstarter/exporters").join(format!("{name}.yaml"))
+        }
+    }
+}
+
+async fn print_config(
+    store: &jumpstarter_controller::store::Store,
+    kind: Single,
+    name: &str,
+    cfg: &ConfigArgs,
+) -> Result<(), BoxError> {
+    let (endpoint, ca) = admin::endpoint_and_ca(store, cfg.endpoint.as_deref()).await?;
+    let text = match kind {
+        Single::Client => {
+            let c = store
+                .client(&cfg.namespace, name)
+                .await?
+                .ok_or_else(|| format!("no client {}/{name}", cfg.namespace))?;
+            let o = ClientConfigOptions {
+                insecure: cfg.insecure_tls,
+                allow: cfg
+                    .allow
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                unsafe_drivers: cfg.unsafe_drivers,
+            };
+            admin::client_config_yaml(&c, &endpoint, &ca, &o)
+        }
+        Single::Exporter => {
+            let e = store
+                .exporter(&cfg.namespace, name)
+                .await?
+                .ok_or_else(|| format!("no exporter {}/{name}", cfg.namespace))?;
+            admin::exporter_config_yaml(&e, &endpoint, &ca, cfg.insecure_tls)
+        }
+    };
+    let target = cfg
+        .out
+        .clone()
+        .or_else(|| cfg.save.then(|| default_path(kind, name)));
+    match target {
+        Some(path) => {
+            save(&path, &text)?;
+            let what = match kind {
+                Single::Client => "Client",
+                Single::Exporter => "Exporter",
+            };
+            println!(
+                "{what} configuration successfully saved to {}",
+                path.display()
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+async fn admin_cmd(a: Admin) -> Result<(), BoxError> {
+    let (store, keys) = open_store(&a.dir.data_dir).await?;
+    let r = admin_inner(&store, &keys, a.command).await;
+    store.close().await;
+    r
+}
+
+async fn admin_inner(
+    store: &jumpstarter_controller::store::Store,
+    keys: &jumpstarter_controller::auth::Keys,
+    command: AdminCommand,
+) -> Result<(), BoxError> {
+    match command {
+        AdminCommand::Create { what } => match what {
+            Create::Client { name, labels, cfg } => {
+                let labels = admin::parse_labels(&labels)?;
+                // Nothing is created when the config could not be printed.
+                admin::endpoint_and_ca(store, cfg.endpoint.as_deref()).await?;
+                admin::create_client(store, keys, &cfg.namespace, &name, labels).await?;
+                print_config(store, Single::Client, &name, &cfg).await?;
+            }
+            Create::Exporter { name, labels, cfg } => {
+                let labels = admin::parse_labels(&labels)?;
+                // Nothing is created when the config could not be printed.
+                admin::endpoint_and_ca(store, cfg.endpoint.as_deref()).await?;
+                admin::create_exporter(store, keys, &cfg.namespace, &name, labels).await?;
+                print_config(store, Single::Exporter, &name, &cfg).await?;
+            }
+        },
+        AdminCommand::Config { what, name, cfg } => print_config(store, what, &name, &cfg).await?,
+        AdminCommand::Get { what, output } => {
+            let rows: Vec<serde_json::Value> = match what {
+                Kind::Clients => store
+                    .clients()
+                    .await?
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({"namespace": c.namespace, "name": c.name,
+                            "labels": c.labels})
+                    })
+                    .collect(),
+                Kind::Exporters => store
+                    .exporters()
+                    .await?
+                    .iter()
+                    .map(|e| {
+                        serde_json::json!({"namespace": e.namespace, "name": e.name,
+                            "labels": e.labels, "enabled": e.enabled, "online": e.online(),
+                            "registered": e.registered(), "status": e.status,
+                            "message": e.status_message})
+                    })
+                    .collect(),
+                Kind::Leases => store
+                    .leases(None)
+                    .await?
+                    .iter()
+                    .map(|l| {
+                        serde_json::json!({"namespace": l.namespace, "name": l.name,
+                            "client": l.client, "selector": l.selector.to_string(),
+                            "exporter": l.st_exporter, "ended": l.ended,
+                            "conditions": l.conditions.iter().map(|c| format!("{}={}:{}", c.type_, c.status, c.reason)).collect::<Vec<_>>()})
+                    })
+                    .collect(),
+            };
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                Output::Text => {
+                    for r in rows {
+                        let obj = r.as_object().cloned().unwrap_or_default();
+                        let line: Vec<String> = obj
+                            .iter()
+                            .map(|(k, v)| format!("{k}={}", v.to_string().trim_matches('"')))
+                            .collect();
+                        println!("{}", line.join("  "));
+                    }
+                }
+            }
+        }
+        AdminCommand::Delete {
+            what,
+            name,
+            namespace,
+        } => match what {
+            Single::Client => {
+                store.delete_client(&namespace, &name).await?;
+                println!("client {namespace}/{name} deleted");
+            }
+            Single::Exporter => {
+                let n = store.delete_exporter(&namespace, &name).await?;
+                println!("exporter {namespace}/{name} deleted (with {n} leases)");
+            }
+        },
+        AdminCommand::EndLease { name, namespace } => {
+            store
+                .update_lease(&namespace, &name, |l| {
+                    if l.ended || l.release {
+                        return Ok::<_, ()>(false);
+                    }
+                    l.release = true;
+                    l.generation += 1;
+                    Ok(true)
+                })
+                .await?
+                .ok();
+            println!("lease {namespace}/{name} marked for release");
+        }
+        AdminCommand::Enable { name, namespace } => {
+            set_enabled(store, &namespace, &name, true).await?
+        }
+        AdminCommand::Disable { name, namespace } => {
+            set_enabled(store, &namespace, &name, false).await?
+        }
+    }
+    Ok(())
+}
+
+async fn set_enabled(
+    store: &jumpstarter_controller::store::Store,
+    ns: &str,
+    name: &str,
+    enabled: bool,
+) -> Result<(), BoxError> {
+    store
+        .update_exporter(ns, name, |e| {
+            let changed = e.enabled != enabled;
+            e.enabled = enabled;
+            changed
+        })
+        .await?;
+    let state = if enabled { "enabled" } else { "disabled" };
+    println!("exporter {ns}/{name} {state}");
+    Ok(())
+}

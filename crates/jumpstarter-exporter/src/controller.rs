@@ -1,0 +1,464 @@
+//! Controller mode (`jmp run --exporter ALIAS` with `endpoint` and `token`): register with a
+//! controller, report status, keep the Status stream, and serve each lease in a fresh session
+//! whose connections arrive through router tunnels (controller.md §8, protocol notes §8).
+//!
+//! ```text
+//! connect -> Register(report) -> ReportStatus(AVAILABLE) -> Status stream
+//!   leased=true L  -> new session + hook socket, Listen(L) (each ListenResponse: a router
+//!                     stream becomes one connection of the session), beforeLease hook,
+//!                     LEASE_READY; session status changes are reported as they happen
+//!   leased=false   -> afterLease hook, ReleaseLease(L), AVAILABLE, session closed
+//! ```
+//!
+//! When the controller goes away the current lease keeps running (its router tunnels do not
+//! need the controller) and the exporter reconnects with back-off (0.5 s doubling to 10 s,
+//! for ever; upstream gives up after ~8 s and relies on a supervisor). The first Status
+//! message after a reconnect says whether the lease is still ours.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use futures::StreamExt;
+use jumpstarter_config::ExporterConfig;
+use jumpstarter_core::controller::{Identity, RouterStream, router_stream};
+use jumpstarter_core::logs::LogHub;
+use jumpstarter_core::session::{ServerHandle, Session};
+use jumpstarter_core::socket::SocketDir;
+use jumpstarter_core::tls::{self, ServerTrust};
+use jumpstarter_core::transport::{Dial, H2Channel, Target};
+use jumpstarter_protocol::v1::controller_service_client::ControllerServiceClient;
+use jumpstarter_protocol::v1::{
+    ExporterStatus, ListenRequest, RegisterRequest, ReleaseLeaseRequest, ReportStatusRequest,
+    StatusRequest, UnregisterRequest,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::Request;
+
+use crate::direct::{Control, Outcome, SHUTDOWN_GRACE};
+use crate::hooks::{HookEnv, HookKind};
+use crate::lease::{HookPhase, after_lease, before_lease};
+use crate::{Exporter, ExporterError};
+
+/// First reconnect delay; doubles up to [`MAX_BACKOFF`].
+pub const MIN_BACKOFF: Duration = Duration::from_millis(500);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Why controller mode cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("the exporter config has no endpoint: controller mode needs endpoint and token")]
+    NoEndpoint,
+    #[error("the exporter config has no token: controller mode needs endpoint and token")]
+    NoToken,
+    #[error("tls.ca of the exporter config is not base64-encoded PEM: {0}")]
+    Ca(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// How to reach and authenticate with the controller.
+#[derive(Clone)]
+pub struct Link {
+    target: Target,
+    dial: Dial,
+    who: Identity,
+}
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "True" | "TRUE"))
+}
+
+/// The trust for a config's `tls` section: `insecure` accepts any certificate (upstream
+/// pins what it is shown), `ca` is a base64 PEM bundle, else the system roots.
+fn trust(ca: &str, insecure: bool) -> Result<ServerTrust, LinkError> {
+    if insecure || env_flag("JUMPSTARTER_GRPC_INSECURE") || env_flag("JMP_GRPC_INSECURE") {
+        return Ok(ServerTrust::AnyCertificate);
+    }
+    if ca.trim().is_empty() {
+        return Ok(ServerTrust::Roots(Arc::new(tls::default_roots()?)));
+    }
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(ca.trim())
+        .map_err(|e| LinkError::Ca(e.to_string()))?;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| LinkError::Ca(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(LinkError::Ca("no usable certificate".into()));
+    }
+    Ok(ServerTrust::Roots(Arc::new(roots)))
+}
+
+impl Link {
+    pub fn from_config(config: &ExporterConfig) -> Result<Link, LinkError> {
+        let endpoint = config
+            .endpoint
+            .as_deref()
+            .filter(|e| !e.is_empty())
+            .ok_or(LinkError::NoEndpoint)?;
+        let token = config
+            .token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .ok_or(LinkError::NoToken)?;
+        let tls = tls::client_config(&trust(&config.tls.ca, config.tls.insecure)?)?;
+        Ok(Link {
+            target: Target::parse(endpoint),
+            dial: Dial {
+                tls: Some(tls),
+                passphrase: None,
+            },
+            who: Identity {
+                token,
+                kind: "Exporter",
+                namespace: config
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
+                name: config.metadata.name.clone(),
+            },
+        })
+    }
+
+    fn request<T>(&self, msg: T) -> Request<T> {
+        self.who.request(msg)
+    }
+
+    async fn controller(&self) -> Result<ControllerServiceClient<H2Channel>, String> {
+        let ch = H2Channel::dial(&self.target, &self.dial)
+            .await
+            .map_err(|e| format!("cannot reach the controller at {}: {e}", self.target))?;
+        let origin = ch.origin();
+        Ok(ControllerServiceClient::with_origin(ch, origin))
+    }
+}
+
+/// A lease being served.
+struct ActiveLease {
+    name: String,
+    session: Session,
+    /// Listen + tunnels + status reports of this lease.
+    cancel: CancellationToken,
+    server: ServerHandle,
+    hook_server: ServerHandle,
+    _hook_dir: SocketDir,
+    env: HookEnv,
+    ready: bool,
+}
+
+impl Exporter {
+    /// Runs controller mode until told to stop or a hook says `exit`.
+    pub async fn run_controller(&self, control: Control) -> Result<Outcome, ExporterError> {
+        let link = Link::from_config(self.config())
+            .map_err(|e| ExporterError::Controller(e.to_string()))?;
+        let mut backoff = MIN_BACKOFF;
+        let mut lease: Option<ActiveLease> = None;
+        let outcome = loop {
+            if control.is_stopping() {
+                break Outcome::Stopped;
+            }
+            match self
+                .connected(&link, &control, &mut lease, &mut backoff)
+                .await
+            {
+                Ok(Some(outcome)) => break outcome,
+                Ok(None) => {}
+                Err(e) => tracing::warn!("{e}; reconnecting in {backoff:?}"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = control.stop.cancelled() => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        };
+        if let Some(l) = lease.take() {
+            self.end_lease(&link, l, &control).await;
+        }
+        // Goodbye (best effort, bounded).
+        let bye = async {
+            if let Ok(mut c) = link.controller().await {
+                let _ = c
+                    .report_status(link.request(ReportStatusRequest {
+                        status: ExporterStatus::Offline as i32,
+                        message: Some("Exporter shutting down".into()),
+                        release_lease: None,
+                    }))
+                    .await;
+                let _ = c
+                    .unregister(link.request(UnregisterRequest {
+                        reason: "Exporter shutting down".into(),
+                    }))
+                    .await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), bye).await;
+        Ok(outcome)
+    }
+
+    /// One connection to the controller: register, then follow the Status stream. Returns
+    /// `Ok(Some(_))` to stop, `Ok(None)`/`Err` to reconnect.
+    async fn connected(
+        &self,
+        link: &Link,
+        control: &Control,
+        lease: &mut Option<ActiveLease>,
+        backoff: &mut Duration,
+    ) -> Result<Option<Outcome>, String> {
+        let mut c = link.controller().await?;
+        let probe = self
+            .new_session(LogHub::new())
+            .await
+            .map_err(|e| e.to_string())?;
+        let report = probe.full_report();
+        probe.close().await;
+        c.register(link.request(RegisterRequest {
+            labels: report.labels.clone(),
+            reports: report.reports.clone(),
+        }))
+        .await
+        .map_err(|e| format!("Register failed: {}", e.message()))?;
+        let (status, message) = match lease {
+            Some(l) => {
+                let s = l.session.status();
+                (s.status, s.message)
+            }
+            None => (
+                ExporterStatus::Available,
+                "Exporter registered and available".to_string(),
+            ),
+        };
+        report_status(&mut c, link, status, &message).await?;
+        let mut stream = c
+            .status(link.request(StatusRequest {}))
+            .await
+            .map_err(|e| format!("Status stream refused: {}", e.message()))?
+            .into_inner();
+        tracing::info!("registered with the controller at {}", link.target);
+        loop {
+            let msg = tokio::select! {
+                m = stream.next() => m,
+                _ = control.stop.cancelled() => return Ok(Some(Outcome::Stopped)),
+            };
+            let msg = match msg {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => return Err(format!("Status stream failed: {}", e.message())),
+                None => return Err("Status stream ended".into()),
+            };
+            *backoff = MIN_BACKOFF;
+            let wanted: Option<String> = if msg.leased {
+                Some(msg.lease_name.clone().unwrap_or_default())
+            } else {
+                None
+            };
+            let current: Option<String> = lease.as_ref().map(|l| l.name.clone());
+            if wanted == current {
+                continue;
+            }
+            if let Some(l) = lease.take() {
+                self.end_lease(link, l, control).await;
+            }
+            if let Some(lease_name) = wanted {
+                let client = msg.client_name.clone().unwrap_or_default();
+                match self.start_lease(link, &lease_name, &client, control).await {
+                    Ok((l, outcome)) => {
+                        *lease = Some(l);
+                        if let Some(o) = outcome {
+                            return Ok(Some(o));
+                        }
+                    }
+                    Err(e) => tracing::error!("cannot serve lease {lease_name}: {e}"),
+                }
+            }
+        }
+    }
+
+    async fn start_lease(
+        &self,
+        link: &Link,
+        name: &str,
+        client: &str,
+        control: &Control,
+    ) -> Result<(ActiveLease, Option<Outcome>), String> {
+        tracing::info!(lease = name, client, "lease started");
+        let session = self
+            .new_session(LogHub::new())
+            .await
+            .map_err(|e| e.to_string())?;
+        let hook_dir = SocketDir::new().map_err(|e| e.to_string())?;
+        let hook_server = session
+            .serve_unix(hook_dir.path())
+            .map_err(|e| e.to_string())?;
+        let cancel = CancellationToken::new();
+        let (conn_tx, conn_rx) = mpsc::channel::<Result<RouterStream, std::io::Error>>(8);
+        let server = session.serve_incoming(ReceiverStream::new(conn_rx), None);
+
+        // Status reports follow the session.
+        let mut status_rx = session.watch_status();
+        let (l2, c2) = (link.clone(), cancel.clone());
+        tokio::spawn(async move {
+            let Ok(mut c) = l2.controller().await else {
+                return;
+            };
+            loop {
+                let s = status_rx.borrow_and_update().clone();
+                if let Err(e) = report_status(&mut c, &l2, s.status, &s.message).await {
+                    tracing::warn!("{e}");
+                    match l2.controller().await {
+                        Ok(fresh) => c = fresh,
+                        Err(_) => tokio::time::sleep(MIN_BACKOFF).await,
+                    }
+                    continue;
+                }
+                tokio::select! {
+                    r = status_rx.changed() => if r.is_err() { return },
+                    _ = c2.cancelled() => return,
+                }
+            }
+        });
+
+        // Listen: each answer is a router stream, served as a connection of the session.
+        let (l3, c3, lease_name) = (link.clone(), cancel.clone(), name.to_string());
+        tokio::spawn(async move {
+            let mut backoff = MIN_BACKOFF;
+            while !c3.is_cancelled() {
+                let listen = async {
+                    let mut c = l3.controller().await?;
+                    let mut s = c
+                        .listen(l3.request(ListenRequest {
+                            lease_name: lease_name.clone(),
+                        }))
+                        .await
+                        .map_err(|e| format!("Listen refused: {}", e.message()))?
+                        .into_inner();
+                    while let Some(m) = s.next().await {
+                        let m = m.map_err(|e| format!("Listen failed: {}", e.message()))?;
+                        let (l4, tx) = (l3.clone(), conn_tx.clone());
+                        tokio::spawn(async move {
+                            match router_stream(&m.router_endpoint, &m.router_token, &l4.dial).await
+                            {
+                                Ok(t) => {
+                                    let _ = tx.send(Ok(t)).await;
+                                }
+                                Err(e) => tracing::warn!("{e}"),
+                            }
+                        });
+                    }
+                    Ok::<_, String>(())
+                };
+                tokio::select! {
+                    r = listen => {
+                        if let Err(e) = r { tracing::warn!("{e}"); } else { backoff = MIN_BACKOFF; }
+                    }
+                    _ = c3.cancelled() => return,
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = c3.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        });
+
+        let env = HookEnv {
+            socket: hook_dir.path().to_owned(),
+            lease_name: name.to_string(),
+            client_name: client.to_string(),
+        };
+        let before = before_lease(
+            &session,
+            self.config().hooks.before_lease.as_ref(),
+            &env,
+            &control.stop,
+        )
+        .await;
+        let (ready, outcome) = match before {
+            HookPhase::Done | HookPhase::Warned(_) | HookPhase::Interrupted => (true, None),
+            HookPhase::EndLease(_) => {
+                // The lease is given back; the controller ends it and says leased=false.
+                release(link, name).await;
+                (false, None)
+            }
+            HookPhase::Exit(_) => (false, Some(Outcome::HookExit(HookKind::BeforeLease))),
+        };
+        Ok((
+            ActiveLease {
+                name: name.to_string(),
+                session,
+                cancel,
+                server,
+                hook_server,
+                _hook_dir: hook_dir,
+                env,
+                ready,
+            },
+            outcome,
+        ))
+    }
+
+    async fn end_lease(&self, link: &Link, l: ActiveLease, control: &Control) {
+        tracing::info!(lease = %l.name, "lease ended");
+        if l.ready {
+            let after = after_lease(
+                &l.session,
+                self.config().hooks.after_lease.as_ref(),
+                &l.env,
+                &control.force,
+            )
+            .await;
+            if matches!(after, HookPhase::Exit(_)) {
+                control.stop();
+            }
+        } else {
+            l.session
+                .set_status(ExporterStatus::Available, "Available for new lease");
+        }
+        release(link, &l.name).await;
+        // The last status (AVAILABLE) is reported before the reporter stops.
+        if let Ok(mut c) = link.controller().await {
+            let s = l.session.status();
+            let _ = report_status(&mut c, link, s.status, &s.message).await;
+        }
+        l.cancel.cancel();
+        l.session.close().await;
+        l.server.shutdown(SHUTDOWN_GRACE).await;
+        l.hook_server.shutdown(SHUTDOWN_GRACE).await;
+    }
+}
+
+async fn report_status(
+    c: &mut ControllerServiceClient<H2Channel>,
+    link: &Link,
+    status: ExporterStatus,
+    message: &str,
+) -> Result<(), String> {
+    c.report_status(link.request(ReportStatusRequest {
+        status: status as i32,
+        message: Some(message.to_string()),
+        release_lease: None,
+    }))
+    .await
+    .map(|_| ())
+    .map_err(|e| format!("ReportStatus failed: {}", e.message()))
+}
+
+async fn release(link: &Link, lease: &str) {
+    let Ok(mut c) = link.controller().await else {
+        return;
+    };
+    if let Err(e) = c
+        .release_lease(link.request(ReleaseLeaseRequest {
+            name: lease.to_string(),
+        }))
+        .await
+    {
+        tracing::debug!("ReleaseLease {lease}: {}", e.message());
+    }
+}
