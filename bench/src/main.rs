@@ -23,8 +23,8 @@ struct Opts {
     venv: PathBuf,
     out: Option<PathBuf>,
     quick: bool,
-    /// Run only the controller benchmarks (`--only controller`).
-    only_controller: bool,
+    /// Run only one group of benchmarks (`--only controller|pyhost`).
+    only: Option<String>,
 }
 
 fn parse_opts() -> Opts {
@@ -32,7 +32,7 @@ fn parse_opts() -> Opts {
         venv: PathBuf::from(".venv"),
         out: None,
         quick: false,
-        only_controller: false,
+        only: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -41,9 +41,12 @@ fn parse_opts() -> Opts {
             "--out" => opts.out = Some(args.next().expect("--out PATH").into()),
             "--quick" => opts.quick = true,
             "--only" => {
-                let what = args.next().expect("--only controller");
-                assert_eq!(what, "controller", "--only knows: controller");
-                opts.only_controller = true;
+                let what = args.next().expect("--only controller|pyhost");
+                assert!(
+                    ["controller", "pyhost"].contains(&what.as_str()),
+                    "--only knows: controller, pyhost"
+                );
+                opts.only = Some(what);
             }
             "--pingpong-server" => {
                 pingpong_server(Path::new(&args.next().expect("--pingpong-server PATH")));
@@ -122,7 +125,8 @@ fn main() {
     let load_before = loadavg();
     let mut rows = Vec::new();
     let mut targets = Vec::new();
-    if !opts.only_controller {
+    let run = |group: &str| opts.only.as_deref().is_none_or(|o| o == group);
+    if run("core") {
         cli_latency(&env, &mut rows, &mut targets);
         driver_calls(&env, &mut rows, &mut targets);
         streams(&env, &mut rows, &mut targets);
@@ -130,9 +134,13 @@ fn main() {
         direct_mode(&env, &mut rows);
         storage::storage(&env, &mut rows, &mut targets);
         storage::serial(&env, &mut rows);
+    }
+    if run("pyhost") {
         pyhost::pyhost(&env, &mut rows);
     }
-    controller::controller(&env, &mut rows, &mut targets);
+    if run("controller") {
+        controller::controller(&env, &mut rows, &mut targets);
+    }
 
     let md = render(&rows, &targets, opts.quick, &load_before);
     print!("{md}");
@@ -493,11 +501,25 @@ fn render(rows: &[Row], targets: &[Target], quick: bool, load_before: &str) -> S
          side in one run by `bench/run.sh` (the harness is `bench/src/`; the Python halves are in\n\
          `bench/py/`). Both sides use the same exporter config, `bench/exporter.yaml`.\n\n",
     );
+    // The command as a user would type it (the harness's own --venv/--out left out).
+    let mut shown = String::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--venv" | "--out" => {
+                args.next();
+            }
+            _ => {
+                shown.push(' ');
+                shown.push_str(&a);
+            }
+        }
+    }
+    debug_assert_eq!(quick, shown.contains("--quick"));
     md.push_str(&format!(
-        "Machine: {cores} cores, {cpu}. Command: `bench/run.sh{}`. Load average (1/5/15 min) \
-         before the run: {load_before}; after: {}. Anything above 1 means other work shared the \
-         cores during the run and slowed both sides.\n\n",
-        if quick { " --quick" } else { "" },
+        "Machine: {cores} cores, {cpu}. Command: `bench/run.sh{shown}`. Load average (1/5/15 \
+         min) before the run: {load_before}; after: {}. Anything above 1 means other work shared \
+         the cores during the run and slowed both sides.\n\n",
         loadavg()
     ));
     md.push_str("| What | jumpstarter-rs | upstream 0.9.0 | factor |\n|---|---|---|---|\n");
