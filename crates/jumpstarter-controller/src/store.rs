@@ -186,39 +186,58 @@ impl Store {
         Ok(())
     }
 
-    // --- clients -------------------------------------------------------------------------
+    // --- one record by namespace and name, in any of the record tables ---------------------
 
-    pub async fn client(&self, ns: &str, name: &str) -> Result<Option<ClientRecord>, StoreError> {
-        let row: Option<String> =
-            sqlx::query_scalar("SELECT data FROM clients WHERE namespace = ? AND name = ?")
-                .bind(ns)
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
+    /// `table` is one of our own table names (never user input).
+    async fn record<T: DeserializeOwned>(
+        &self,
+        table: &'static str,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let row: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT data FROM {table} WHERE namespace = ? AND name = ?"
+        )))
+        .bind(ns)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|d| from_json(&d)).transpose()
     }
 
-    pub async fn clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
-        let rows: Vec<String> =
-            sqlx::query_scalar("SELECT data FROM clients ORDER BY namespace, name")
-                .fetch_all(&self.pool)
-                .await?;
+    async fn records<T: DeserializeOwned>(
+        &self,
+        table: &'static str,
+    ) -> Result<Vec<T>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT data FROM {table} ORDER BY namespace, name"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(|d| from_json(d)).collect()
     }
 
-    pub async fn insert_client(&self, c: &ClientRecord) -> Result<(), StoreError> {
+    async fn insert_record<T: Serialize>(
+        &self,
+        table: &'static str,
+        ns: &str,
+        name: &str,
+        record: &T,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        let r = sqlx::query("INSERT INTO clients (namespace, name, data) VALUES (?, ?, ?)")
-            .bind(&c.namespace)
-            .bind(&c.name)
-            .bind(to_json(c)?)
-            .execute(&mut *tx.conn)
-            .await;
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {table} (namespace, name, data) VALUES (?, ?, ?)"
+        )))
+        .bind(ns)
+        .bind(name)
+        .bind(to_json(record)?)
+        .execute(&mut *tx.conn)
+        .await;
         match r {
             Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
                 return Err(StoreError::AlreadyExists {
-                    kind: "clients",
-                    name: c.name.clone(),
+                    kind: table,
+                    name: name.to_owned(),
                 });
             }
             r => {
@@ -227,6 +246,21 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    // --- clients -------------------------------------------------------------------------
+
+    pub async fn client(&self, ns: &str, name: &str) -> Result<Option<ClientRecord>, StoreError> {
+        self.record("clients", ns, name).await
+    }
+
+    pub async fn clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        self.records("clients").await
+    }
+
+    pub async fn insert_client(&self, c: &ClientRecord) -> Result<(), StoreError> {
+        self.insert_record("clients", &c.namespace, &c.name, c)
+            .await
     }
 
     /// Replaces a client's stored credential (token rotation).
@@ -286,44 +320,16 @@ impl Store {
         ns: &str,
         name: &str,
     ) -> Result<Option<ExporterRecord>, StoreError> {
-        let row: Option<String> =
-            sqlx::query_scalar("SELECT data FROM exporters WHERE namespace = ? AND name = ?")
-                .bind(ns)
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(|d| from_json(&d)).transpose()
+        self.record("exporters", ns, name).await
     }
 
     pub async fn exporters(&self) -> Result<Vec<ExporterRecord>, StoreError> {
-        let rows: Vec<String> =
-            sqlx::query_scalar("SELECT data FROM exporters ORDER BY namespace, name")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(|d| from_json(d)).collect()
+        self.records("exporters").await
     }
 
     pub async fn insert_exporter(&self, e: &ExporterRecord) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        let r = sqlx::query("INSERT INTO exporters (namespace, name, data) VALUES (?, ?, ?)")
-            .bind(&e.namespace)
-            .bind(&e.name)
-            .bind(to_json(e)?)
-            .execute(&mut *tx.conn)
-            .await;
-        match r {
-            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
-                return Err(StoreError::AlreadyExists {
-                    kind: "exporters",
-                    name: e.name.clone(),
-                });
-            }
-            r => {
-                r?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
+        self.insert_record("exporters", &e.namespace, &e.name, e)
+            .await
     }
 
     /// Reads, changes and writes one exporter in a transaction. `f` returns whether it
@@ -387,13 +393,7 @@ impl Store {
     // --- leases --------------------------------------------------------------------------
 
     pub async fn lease(&self, ns: &str, name: &str) -> Result<Option<LeaseRecord>, StoreError> {
-        let row: Option<String> =
-            sqlx::query_scalar("SELECT data FROM leases WHERE namespace = ? AND name = ?")
-                .bind(ns)
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(|d| from_json(&d)).transpose()
+        self.record("leases", ns, name).await
     }
 
     /// All leases of a namespace (or of every namespace), by name.
