@@ -79,6 +79,7 @@ enum AdminCommand {
     },
     /// List clients, exporters or leases.
     Get {
+        /// What kind of object.
         what: Kind,
         /// Output format.
         #[arg(short, long, value_enum, default_value = "text")]
@@ -86,33 +87,44 @@ enum AdminCommand {
     },
     /// Print the config of an existing client or exporter.
     Config {
+        /// What kind of object.
         what: Single,
+        /// The object's name.
         name: String,
         #[command(flatten)]
         cfg: ConfigArgs,
     },
     /// Delete a client or an exporter (an exporter takes its leases with it).
     Delete {
+        /// What kind of object.
         what: Single,
+        /// The object's name.
         name: String,
+        /// The object's namespace.
         #[arg(short, long, default_value = "default")]
         namespace: String,
     },
     /// End a lease now (like the client releasing it).
     EndLease {
+        /// The object's name.
         name: String,
+        /// The object's namespace.
         #[arg(short, long, default_value = "default")]
         namespace: String,
     },
     /// Allow new leases on an exporter.
     Enable {
+        /// The object's name.
         name: String,
+        /// The object's namespace.
         #[arg(short, long, default_value = "default")]
         namespace: String,
     },
     /// Stop new leases on an exporter (except explicit ones with allowDisabled).
     Disable {
+        /// The object's name.
         name: String,
+        /// The object's namespace.
         #[arg(short, long, default_value = "default")]
         namespace: String,
     },
@@ -139,6 +151,7 @@ enum Output {
 
 #[derive(Args)]
 struct ConfigArgs {
+    /// The object's namespace.
     #[arg(short, long, default_value = "default")]
     namespace: String,
     /// Save to the default location (clients: ~/.config/jumpstarter/clients/NAME.yaml,
@@ -165,6 +178,7 @@ struct ConfigArgs {
 #[derive(Subcommand)]
 enum Create {
     Client {
+        /// The object's name.
         name: String,
         /// Labels, key=value (repeatable).
         #[arg(short, long = "label", value_name = "KEY=VALUE")]
@@ -173,7 +187,9 @@ enum Create {
         cfg: ConfigArgs,
     },
     Exporter {
+        /// The object's name.
         name: String,
+        /// Labels, key=value (repeatable); clients select exporters by them.
         #[arg(short, long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
         #[command(flatten)]
