@@ -3,6 +3,7 @@
 mod click_complete;
 mod config;
 mod direct;
+mod distributed;
 mod lease;
 mod run;
 mod shell;
