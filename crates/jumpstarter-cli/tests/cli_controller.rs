@@ -148,9 +148,24 @@ impl Lab {
     }
 
     fn exporter(&self, program: PathBuf, config: &Path, tag: &str) -> (Kill, PathBuf) {
+        self.exporter_env(program, config, tag, &[])
+    }
+
+    fn exporter_env(
+        &self,
+        program: PathBuf,
+        config: &Path,
+        tag: &str,
+        env: &[(&str, &Path)],
+    ) -> (Kill, PathBuf) {
         let log = self.root.join(format!("exporter-{tag}.log"));
         let mut cmd = Command::new(program);
         clean(&mut cmd);
+        cmd.env_remove("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH")
+            .env_remove("JUMPSTARTER_FORCE_SYSTEM_CERTS");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         cmd.env("HOME", &self.root)
             .args(["run", "--exporter-config"])
             .arg(config)
@@ -646,4 +661,86 @@ fn interop_our_shell_with_upstream_exporter_and_upstream_get_leases() {
     assert_eq!(v["leases"][0]["duration"], 600.0);
     ok(&lab.jmp(&["delete", "leases", "--client", "alice", &name]));
     lab.wait_no_leases("alice");
+}
+
+#[test]
+fn exporter_controller_channel_takes_tls_env_and_grpc_options() {
+    let lab = Lab::new();
+    let e1 = lab.exporter_config("e1", &[("board", "rpi")]);
+    // No CA in the file; grpcOptions set: the exporter trusts what
+    // GRPC_DEFAULT_SSL_ROOTS_FILE_PATH names, as clients do.
+    let original = std::fs::read_to_string(&e1).unwrap();
+    let edited: String = original
+        .lines()
+        .map(|l| {
+            if l.starts_with("  ca: ") {
+                "  ca: ''".to_string()
+            } else if l == "grpcOptions: {}" {
+                "grpcOptions:\n  grpc.keepalive_time_ms: 20000".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    let bare = lab.root.join("e1-no-ca.yaml");
+    std::fs::write(&bare, edited).unwrap();
+
+    // A bad grpcOptions value is a config error at start, naming the key.
+    let broken = lab.root.join("e1-bad-options.yaml");
+    std::fs::write(
+        &broken,
+        std::fs::read_to_string(&bare)
+            .unwrap()
+            .replace("keepalive_time_ms: 20000", "keepalive_time_ms: soon"),
+    )
+    .unwrap();
+    let o = lab.program(
+        jmp(),
+        &["run", "--exporter-config", broken.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("grpc.keepalive_time_ms` must be a whole number"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // Without the variable the system store does not know our controller's certificate.
+    let (untrusted, log) = lab.exporter_env(jmp(), &bare, "untrusted", &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let l = std::fs::read_to_string(&log).unwrap_or_default();
+        if l.contains("cannot reach the controller") {
+            assert!(l.to_lowercase().contains("certificate"), "{l}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no TLS failure logged:\n{l}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!lab.exporter_state("e1").0);
+    drop(untrusted);
+
+    let cert = lab.data.join("tls/cert.pem");
+    let (_exporter, log) = lab.exporter_env(
+        jmp(),
+        &bare,
+        "trusted",
+        &[("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", cert.as_path())],
+    );
+    lab.wait_status("e1", "Available", &log);
+    lab.client_config("alice");
+    let o = lab.jmp(&[
+        "shell",
+        "--client",
+        "alice",
+        "-l",
+        "board=rpi",
+        "--",
+        "j",
+        "power",
+        "on",
+    ]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
 }
