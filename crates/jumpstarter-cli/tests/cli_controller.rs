@@ -744,3 +744,65 @@ fn exporter_controller_channel_takes_tls_env_and_grpc_options() {
     ]);
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
 }
+
+#[test]
+fn ctrl_c_while_waiting_for_a_lease_releases_it() {
+    let lab = Lab::new();
+    let e1 = lab.exporter_config("e1", &[("board", "rpi")]);
+    lab.client_config("alice");
+    lab.client_config("bob");
+    let (_exporter, log) = lab.exporter(jmp(), &e1, "ours");
+    lab.wait_status("e1", "Available", &log);
+    // Bob holds e1, so Alice's shell waits.
+    let held = ok(&lab.jmp(&[
+        "create",
+        "lease",
+        "--client",
+        "bob",
+        "-n",
+        "e1",
+        "--duration",
+        "10m",
+        "-o",
+        "name",
+    ]))
+    .trim()
+    .to_string();
+
+    let mut cmd = Command::new(jmp());
+    clean(&mut cmd);
+    cmd.env("HOME", &lab.root)
+        .env("PATH", path_with_ours())
+        .args(["shell", "--client", "alice", "-n", "e1", "--", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lab.active_leases("alice").is_empty() {
+        assert!(Instant::now() < deadline, "alice's lease never appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let o = wait_output(child, Duration::from_secs(30), "jmp shell");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert!(
+        text(&o.stderr).contains("Cancelled by user."),
+        "{}",
+        text(&o.stderr)
+    );
+    lab.wait_no_leases("alice");
+    // Bob's lease is untouched.
+    assert_eq!(lab.active_leases("bob"), [held]);
+}
