@@ -325,7 +325,7 @@ fn lease_commands_and_output_formats() {
             || yaml.contains(&format!("  name: '{name}'\n")),
         "{yaml}"
     );
-    assert_eq!(lab.active_leases("alice"), [name.clone()]);
+    assert_eq!(lab.active_leases("alice"), std::slice::from_ref(&name));
     // -l matches the lease's selector by containment.
     let o = lab.jmp(&[
         "get",
@@ -534,7 +534,7 @@ fn shell_leases_runs_j_releases_and_propagates_exit_codes() {
         "shell", "--client", "alice", "--lease", &lease, "--", "j", "power", "on",
     ]);
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
-    assert_eq!(lab.active_leases("alice"), [lease.clone()]);
+    assert_eq!(lab.active_leases("alice"), std::slice::from_ref(&lease));
     // Without --lease/-l/-n, the only active lease is used.
     let o = lab.jmp(&[
         "shell",
