@@ -388,9 +388,13 @@ fn ts(t: &Option<prost_types::Timestamp>) -> Option<jiff::Timestamp> {
         .and_then(|t| jiff::Timestamp::new(t.seconds, t.nanos).ok())
 }
 
+/// Seconds as Python's `timedelta.total_seconds()` gives them: microseconds (nanoseconds
+/// rounded toward zero, as protobuf's `ToTimedelta`).
 fn secs(d: &Option<prost_types::Duration>) -> Option<f64> {
-    d.as_ref()
-        .map(|d| d.seconds as f64 + f64::from(d.nanos) / 1e9)
+    d.as_ref().map(|d| {
+        let micros = i128::from(d.seconds) * 1_000_000 + i128::from(d.nanos / 1000);
+        micros as f64 / 1e6
+    })
 }
 
 /// ISO 8601 in local time as pydantic prints an aware datetime (`Z` for UTC).
