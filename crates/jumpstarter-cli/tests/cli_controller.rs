@@ -860,3 +860,62 @@ fn ctrl_c_while_waiting_for_a_lease_releases_it() {
     // Bob's lease is untouched.
     assert_eq!(lab.active_leases("bob"), [held]);
 }
+
+#[test]
+fn shell_child_gets_sighup_when_the_lease_ends() {
+    let lab = Lab::new();
+    let e1 = lab.exporter_config("e1", &[("board", "rpi")]);
+    lab.client_config("alice");
+    let (_exporter, log) = lab.exporter(jmp(), &e1, "ours");
+    lab.wait_status("e1", "Available", &log);
+    let o = lab.jmp(&[
+        "shell",
+        "--client",
+        "alice",
+        "-l",
+        "board=rpi",
+        "--duration",
+        "3s",
+        "--",
+        "sleep",
+        "60",
+    ]);
+    // 128 + SIGHUP.
+    assert_eq!(
+        o.status.code(),
+        Some(129),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert!(text(&o.stdout).contains("ended at"), "{}", text(&o.stdout));
+    lab.wait_no_leases("alice");
+    lab.wait_status("e1", "Available", &log);
+}
+
+#[test]
+fn interop_upstream_j_inside_our_shell() {
+    let lab = Lab::new();
+    let e1 = lab.exporter_config("e1", &[("board", "rpi")]);
+    lab.client_config("alice");
+    let (_exporter, log) = lab.exporter(jmp(), &e1, "ours");
+    lab.wait_status("e1", "Available", &log);
+    let mut cmd = Command::new(jmp());
+    clean(&mut cmd);
+    cmd.env("HOME", &lab.root)
+        .env("PATH", path_with_upstream())
+        .args([
+            "shell",
+            "--client",
+            "alice",
+            "-l",
+            "board=rpi",
+            "--",
+            "j",
+            "power",
+            "on",
+        ]);
+    let o = run_timeout(&mut cmd, Duration::from_secs(120));
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    lab.wait_no_leases("alice");
+}

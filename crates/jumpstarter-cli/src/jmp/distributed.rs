@@ -28,10 +28,12 @@ use jumpstarter_protocol::client_v1::Lease;
 
 use super::direct::{HOOK_WARNING_PREFIX, stream_logs, wait_ready};
 use super::lease::{self, Fail, describe};
-use super::shell::run_child;
+use super::shell::run_child_until;
 
 const USAGE: &str = "jmp shell [OPTIONS] [COMMAND]...";
 const POLL: Duration = Duration::from_millis(250);
+/// How often a running shell checks whether its lease ended (upstream: every 30 s).
+const LEASE_CHECK: Duration = Duration::from_secs(1);
 
 pub struct DistributedShell<'a> {
     pub config: ClientConfig,
@@ -352,10 +354,63 @@ async fn connected(
         ("JMP_LEASE", name.clone().into()),
         ("JMP_EXPORTER_LABELS", labels.into()),
     ];
-    let code = run_child(args.command, &exporter, &env).await;
+    let code = run_child_until(
+        args.command,
+        &exporter,
+        &env,
+        lease_end(client.clone(), name),
+    )
+    .await;
     logs.abort();
     forwarder.stop().await;
     code
+}
+
+/// Completes when the lease has ended (expired, released elsewhere, or taken away); says
+/// so once in its last five minutes too.
+async fn lease_end(client: LeaseClient, name: String) {
+    let mut warned = false;
+    let mut failures = 0u32;
+    loop {
+        tokio::time::sleep(LEASE_CHECK).await;
+        match client.get_lease(&name).await {
+            Ok(l) => {
+                failures = 0;
+                if let Some(end) = l.effective_end_time {
+                    tracing::info!(
+                        logger = "jumpstarter.client.lease",
+                        "Lease {name} ended at {}",
+                        lease::local_time(&end)
+                    );
+                    return;
+                }
+                if !warned && let (Some(begin), Some(d)) = (&l.effective_begin_time, &l.duration) {
+                    let end = begin.seconds + d.seconds;
+                    let left = end - jiff::Timestamp::now().as_second();
+                    if left <= 300 {
+                        warned = true;
+                        tracing::info!(
+                            logger = "jumpstarter.client.lease",
+                            "Lease {name} ending in {} minutes at {}",
+                            (left.max(0) + 59) / 60,
+                            lease::local_time(&prost_types::Timestamp {
+                                seconds: end,
+                                nanos: 0
+                            })
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::debug!("cannot check lease {name}: {}", describe(&e));
+                if failures >= 30 {
+                    // The controller is gone for good; the shell keeps running.
+                    return std::future::pending().await;
+                }
+            }
+        }
+    }
 }
 
 async fn prepare(

@@ -416,6 +416,11 @@ fn iso(t: jiff::Timestamp) -> String {
     s
 }
 
+/// A protobuf timestamp as `YYYY-MM-DD HH:MM:SS` local time.
+pub fn local_time(t: &prost_types::Timestamp) -> String {
+    ts(&Some(*t)).map(local).unwrap_or_default()
+}
+
 fn local(t: jiff::Timestamp) -> String {
     t.to_zoned(jiff::tz::TimeZone::system())
         .strftime("%Y-%m-%d %H:%M:%S")

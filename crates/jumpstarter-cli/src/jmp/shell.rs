@@ -214,6 +214,17 @@ async fn local(path: &Path, command: &[OsString]) -> i32 {
 /// Runs the shell or command with extra environment, forwarding SIGTERM/SIGHUP and riding
 /// out SIGINT (the terminal delivers it to the child too). Returns the child's exit code.
 pub async fn run_child(command: &[OsString], context: &str, env: &[(&str, OsString)]) -> i32 {
+    run_child_until(command, context, env, std::future::pending()).await
+}
+
+/// [`run_child`], and when `hang_up` completes (the lease ended) the child gets SIGHUP, as
+/// upstream's shell does.
+pub async fn run_child_until(
+    command: &[OsString],
+    context: &str,
+    env: &[(&str, OsString)],
+    hang_up: impl std::future::Future<Output = ()>,
+) -> i32 {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     use tokio::signal::unix::{SignalKind, signal};
@@ -251,9 +262,12 @@ pub async fn run_child(command: &[OsString], context: &str, env: &[(&str, OsStri
             let _ = kill(Pid::from_raw(pid as i32), sig);
         }
     };
+    let hang_up = futures::FutureExt::fuse(hang_up);
+    tokio::pin!(hang_up);
     loop {
         tokio::select! {
             status = child.wait() => return exit_code(status.ok()),
+            _ = &mut hang_up => forward(Signal::SIGHUP),
             _ = int.recv() => {}
             _ = quit.recv() => {}
             _ = term.recv() => forward(Signal::SIGTERM),
