@@ -154,6 +154,18 @@ fn float(x: f64) -> String {
     }
 }
 
+/// PyYAML 1.1's implicit int, float, timestamp, merge and value resolvers in one pattern.
+fn pyyaml_implicit() -> &'static regex::Regex {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| {
+        let int = r"[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+";
+        let float = r"[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)";
+        let timestamp = r"[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]|[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?(?:[Tt]|[ \t]+)[0-9][0-9]?:[0-9][0-9]:[0-9][0-9](?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?";
+        regex::Regex::new(&format!("^(?:{int}|{float}|{timestamp}|<<|=)$"))
+            .unwrap_or_else(|e| unreachable!("constant pattern: {e}"))
+    })
+}
+
 /// Whether a string can be written without quotes and read back as the same string.
 fn plain_ok(s: &str) -> bool {
     let Some(first) = s.chars().next() else {
@@ -162,12 +174,9 @@ fn plain_ok(s: &str) -> bool {
     if resolve_plain(s).is_some() {
         return false;
     }
-    // Anything number-like is quoted even if our resolver would call it a string: being
-    // stricter than needed is harmless, being looser is not.
-    if (first.is_ascii_digit() || matches!(first, '+' | '-' | '.'))
-        && s.chars()
-            .all(|c| c.is_ascii_hexdigit() || "xXoObB_.:+-eE".contains(c))
-    {
+    // What PyYAML's implicit resolvers would read as something else (int, float, timestamp,
+    // merge, value) is quoted, as PyYAML quotes it; a lease name like `01a2006e-...` is not.
+    if pyyaml_implicit().is_match(s) {
         return false;
     }
     if "-?:,[]{}#&*!|>'\"%@`".contains(first) {
@@ -258,6 +267,18 @@ mod tests {
     }
 
     #[test]
+    fn plain_where_pyyaml_writes_plain() {
+        for s in [
+            "01a2006e-cbfd-73f3-8e31-d6dc17040a19",
+            "1e3x",
+            "board=rpi",
+            "a-1",
+        ] {
+            assert_eq!(string(s), s);
+        }
+    }
+
+    #[test]
     fn yaml_11_lookalikes_are_quoted() {
         for s in [
             "on",
@@ -272,6 +293,11 @@ mod tests {
             "1:30",
             "1_000",
             "1e3",
+            "2026-11-21T23:26:30Z",
+            "2026-11-21",
+            "2026-1-2 3:04:05.5 +01:00",
+            "<<",
+            "=",
             ".5",
             "0x1F",
             "-1",

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use jumpstarter_protocol::client_v1::client_service_client::ClientServiceClient;
 use jumpstarter_protocol::client_v1::{
     CreateLeaseRequest, DeleteLeaseRequest, Exporter, GetLeaseRequest, Lease, ListExportersRequest,
-    ListLeasesRequest,
+    ListLeasesRequest, UpdateLeaseRequest,
 };
 use jumpstarter_protocol::frames::Frame;
 use jumpstarter_protocol::v1::controller_service_client::ControllerServiceClient;
@@ -271,6 +271,15 @@ impl LeaseClient {
 
     /// Every exporter matching `filter` (all pages).
     pub async fn list_exporters(&self, filter: &str) -> Result<Vec<Exporter>, ControllerError> {
+        self.list_exporters_hidden(filter, false).await
+    }
+
+    /// Every exporter matching `filter` (all pages), with hidden labels if asked.
+    pub async fn list_exporters_hidden(
+        &self,
+        filter: &str,
+        show_hidden_labels: bool,
+    ) -> Result<Vec<Exporter>, ControllerError> {
         let mut out = Vec::new();
         let mut token = String::new();
         loop {
@@ -279,7 +288,7 @@ impl LeaseClient {
                 page_size: 100,
                 page_token: token,
                 filter: filter.to_string(),
-                show_hidden_labels: false,
+                show_hidden_labels,
             };
             let page = self
                 .clients()
@@ -292,6 +301,60 @@ impl LeaseClient {
             }
             token = page.next_page_token;
         }
+    }
+
+    /// Changes the fields of a lease named in `paths` (`duration`, `begin_time`, `client`).
+    pub async fn update_lease(
+        &self,
+        mut lease: Lease,
+        paths: Vec<String>,
+    ) -> Result<Lease, ControllerError> {
+        lease.name = self.lease_path(&lease.name);
+        let req = UpdateLeaseRequest {
+            lease: Some(lease),
+            update_mask: Some(prost_types::FieldMask { paths }),
+        };
+        Ok(self
+            .clients()
+            .update_lease(self.who.request(req))
+            .await?
+            .into_inner())
+    }
+
+    /// Every lease matching `filter` and `tag_filter` (all pages).
+    pub async fn list_leases_tagged(
+        &self,
+        filter: &str,
+        only_active: bool,
+        tag_filter: &str,
+    ) -> Result<Vec<Lease>, ControllerError> {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let req = ListLeasesRequest {
+                parent: self.parent(),
+                page_size: 100,
+                page_token: token,
+                filter: filter.to_string(),
+                only_active: Some(only_active),
+                tag_filter: tag_filter.to_string(),
+            };
+            let page = self
+                .clients()
+                .list_leases(self.who.request(req))
+                .await?
+                .into_inner();
+            out.extend(page.leases);
+            if page.next_page_token.is_empty() {
+                return Ok(out);
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// The namespace of the caller.
+    pub fn namespace(&self) -> &str {
+        &self.who.namespace
     }
 
     /// Releases a lease (DeleteLease).

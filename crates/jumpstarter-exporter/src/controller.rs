@@ -15,17 +15,15 @@
 //! for ever; upstream gives up after ~8 s and relies on a supervisor). The first Status
 //! message after a reconnect says whether the lease is still ours.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use futures::StreamExt;
-use jumpstarter_config::ExporterConfig;
+use jumpstarter_config::{Env, ExporterConfig};
+use jumpstarter_core::channel::{ChannelError, ChannelSettings};
 use jumpstarter_core::controller::{Identity, RouterStream, router_stream};
 use jumpstarter_core::logs::LogHub;
 use jumpstarter_core::session::{ServerHandle, Session};
 use jumpstarter_core::socket::SocketDir;
-use jumpstarter_core::tls::{self, ServerTrust};
 use jumpstarter_core::transport::{Dial, H2Channel, Target};
 use jumpstarter_protocol::v1::controller_service_client::ControllerServiceClient;
 use jumpstarter_protocol::v1::{
@@ -53,47 +51,20 @@ pub enum LinkError {
     NoEndpoint,
     #[error("the exporter config has no token: controller mode needs endpoint and token")]
     NoToken,
-    #[error("tls.ca of the exporter config is not base64-encoded PEM: {0}")]
-    Ca(String),
+    /// The `tls` section, TLS environment variables or `grpcOptions` are not usable.
     #[error(transparent)]
-    Tls(#[from] tls::TlsError),
+    Channel(#[from] ChannelError),
 }
 
 /// How to reach and authenticate with the controller.
 #[derive(Clone)]
 pub struct Link {
     target: Target,
+    /// TLS (`tls.ca`/`tls.insecure`, `JMP_GRPC_INSECURE`, `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`,
+    /// `JUMPSTARTER_FORCE_SYSTEM_CERTS`) and `grpcOptions`, as for clients.
+    settings: ChannelSettings,
     dial: Dial,
     who: Identity,
-}
-
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "True" | "TRUE"))
-}
-
-/// The trust for a config's `tls` section: `insecure` accepts any certificate (upstream
-/// pins what it is shown), `ca` is a base64 PEM bundle, else the system roots.
-fn trust(ca: &str, insecure: bool) -> Result<ServerTrust, LinkError> {
-    if insecure || env_flag("JUMPSTARTER_GRPC_INSECURE") || env_flag("JMP_GRPC_INSECURE") {
-        return Ok(ServerTrust::AnyCertificate);
-    }
-    if ca.trim().is_empty() {
-        return Ok(ServerTrust::Roots(Arc::new(tls::default_roots()?)));
-    }
-    let pem = base64::engine::general_purpose::STANDARD
-        .decode(ca.trim())
-        .map_err(|e| LinkError::Ca(e.to_string()))?;
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| LinkError::Ca(e.to_string()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err(LinkError::Ca("no usable certificate".into()));
-    }
-    Ok(ServerTrust::Roots(Arc::new(roots)))
 }
 
 impl Link {
@@ -108,13 +79,11 @@ impl Link {
             .clone()
             .filter(|t| !t.is_empty())
             .ok_or(LinkError::NoToken)?;
-        let tls = tls::client_config(&trust(&config.tls.ca, config.tls.insecure)?)?;
+        let settings = ChannelSettings::for_exporter(config, &Env::process())?;
         Ok(Link {
             target: Target::parse(endpoint),
-            dial: Dial {
-                tls: Some(tls),
-                passphrase: None,
-            },
+            dial: settings.dial(),
+            settings,
             who: Identity {
                 token,
                 kind: "Exporter",
@@ -133,7 +102,9 @@ impl Link {
     }
 
     async fn controller(&self) -> Result<ControllerServiceClient<H2Channel>, String> {
-        let ch = H2Channel::dial(&self.target, &self.dial)
+        let ch = self
+            .settings
+            .h2(&self.settings.endpoint)
             .await
             .map_err(|e| format!("cannot reach the controller at {}: {e}", self.target))?;
         let origin = ch.origin();

@@ -32,7 +32,7 @@ use super::shell::run_child;
 /// How long to wait for the exporter to become ready (upstream: 300 s).
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 const POLL: Duration = Duration::from_millis(300);
-const HOOK_WARNING_PREFIX: &str = "[HOOK_WARNING] ";
+pub(super) const HOOK_WARNING_PREFIX: &str = "[HOOK_WARNING] ";
 
 pub struct DirectShell<'a> {
     pub address: &'a str,
@@ -192,7 +192,7 @@ async fn prepare(
 
 /// Polls GetStatus until LEASE_READY (the message is returned) or a failure (the message is
 /// the error).
-async fn wait_ready(client: &Client) -> Result<String, String> {
+pub(super) async fn wait_ready(client: &Client) -> Result<String, String> {
     let deadline = Instant::now() + READY_TIMEOUT;
     let mut last: Option<(i32, u64)> = None;
     let mut unavailable = 0u32;
@@ -250,7 +250,7 @@ async fn wait_ready(client: &Client) -> Result<String, String> {
 
 /// Prints LogStream records as they arrive: hook output always, driver and system records
 /// with `--exporter-logs`. Reconnects a few times if the stream breaks.
-async fn stream_logs(client: Client, all: bool) {
+pub(super) async fn stream_logs(client: Client, all: bool) {
     let mut retries = 0u32;
     let mut delay = Duration::from_millis(100);
     loop {

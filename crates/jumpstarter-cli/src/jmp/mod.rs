@@ -3,6 +3,8 @@
 mod click_complete;
 mod config;
 mod direct;
+mod distributed;
+mod lease;
 mod run;
 mod shell;
 
@@ -44,6 +46,18 @@ enum Command {
     /// Run an exporter: in direct mode (--tls-grpc-listener) clients connect to it over TCP
     #[command(after_help = run::AFTER_HELP)]
     Run(Box<run::RunArgs>),
+    /// Create a resource
+    #[command(subcommand, alias = "c")]
+    Create(lease::CreateCommand),
+    /// Display one or many resources
+    #[command(subcommand, alias = "g")]
+    Get(lease::GetCommand),
+    /// Update a resource
+    #[command(subcommand)]
+    Update(lease::UpdateCommand),
+    /// Delete resources
+    #[command(subcommand, alias = "del", alias = "d")]
+    Delete(lease::DeleteCommand),
     /// Get the current Jumpstarter version
     #[command(alias = "ver", alias = "v")]
     Version(VersionArgs),
@@ -86,6 +100,22 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Shell(args) => {
             logging::init(&cli.log_level, logging::Sink::Stdout);
             with_runtime(shell::run(*args))
+        }
+        Command::Create(c) => {
+            logging::init(&cli.log_level, logging::Sink::Stdout);
+            with_runtime(lease::create(c))
+        }
+        Command::Get(c) => {
+            logging::init(&cli.log_level, logging::Sink::Stdout);
+            with_runtime(lease::get(c))
+        }
+        Command::Update(c) => {
+            logging::init(&cli.log_level, logging::Sink::Stdout);
+            with_runtime(lease::update(c))
+        }
+        Command::Delete(c) => {
+            logging::init(&cli.log_level, logging::Sink::Stdout);
+            with_runtime(lease::delete(c))
         }
         Command::Run(args) => {
             logging::init(&cli.log_level, logging::Sink::Stderr);

@@ -114,15 +114,60 @@ pub async fn run(args: ShellArgs) -> i32 {
                 return 1;
             }
         }
-    } else if args.client.is_some() || args.client_config.is_some() {
-        eprintln!(
-            "Error: distributed mode (--client / --client-config) is not available in this build yet"
-        );
-        return 1;
     } else {
-        return usage_error(SPECIFY_ONE);
+        return distributed(args).await;
     };
     local(&path, &args.command).await
+}
+
+/// Distributed mode: `--client` / `--client-config`, else a client config chosen by the
+/// environment or `current-client`; nothing at all is a usage error.
+async fn distributed(args: ShellArgs) -> i32 {
+    use jumpstarter_config::{ClientSelection, Env, resolve_client};
+    let sel = ClientSelection {
+        client: args.client.clone(),
+        client_config: args.client_config.clone(),
+    };
+    let config = match resolve_client(&sel, &Env::process(), &Locations::from_env()) {
+        Ok(Some((c, _))) => c,
+        Ok(None) => return usage_error(SPECIFY_ONE),
+        Err(e) => {
+            eprintln!("Error: Failed to load config: {e}");
+            return 1;
+        }
+    };
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
+    let duration = match super::lease::parse_duration(&args.duration) {
+        Ok(d) => d,
+        Err(e) => return usage_error(&format!("Invalid value for '--duration': {e}")),
+    };
+    let acquisition_timeout = match args.acquisition_timeout.as_deref() {
+        None => None,
+        Some(t) => match super::lease::parse_duration(t) {
+            Ok(d) if d >= std::time::Duration::from_secs(5) => Some(d),
+            Ok(_) => {
+                return usage_error(&format!(
+                    "Invalid value for '--acquisition-timeout': '{t}' must be at least 5 seconds"
+                ));
+            }
+            Err(e) => {
+                return usage_error(&format!("Invalid value for '--acquisition-timeout': {e}"));
+            }
+        },
+    };
+    super::distributed::run(super::distributed::DistributedShell {
+        config,
+        lease: args.lease.clone(),
+        selector: args.selector.clone(),
+        name: args.name.clone(),
+        duration,
+        acquisition_timeout,
+        exporter_logs: args.exporter_logs,
+        command: &args.command,
+    })
+    .await
 }
 
 async fn local(path: &Path, command: &[OsString]) -> i32 {
@@ -169,6 +214,17 @@ async fn local(path: &Path, command: &[OsString]) -> i32 {
 /// Runs the shell or command with extra environment, forwarding SIGTERM/SIGHUP and riding
 /// out SIGINT (the terminal delivers it to the child too). Returns the child's exit code.
 pub async fn run_child(command: &[OsString], context: &str, env: &[(&str, OsString)]) -> i32 {
+    run_child_until(command, context, env, std::future::pending()).await
+}
+
+/// [`run_child`], and when `hang_up` completes (the lease ended) the child gets SIGHUP, as
+/// upstream's shell does.
+pub async fn run_child_until(
+    command: &[OsString],
+    context: &str,
+    env: &[(&str, OsString)],
+    hang_up: impl std::future::Future<Output = ()>,
+) -> i32 {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     use tokio::signal::unix::{SignalKind, signal};
@@ -206,9 +262,12 @@ pub async fn run_child(command: &[OsString], context: &str, env: &[(&str, OsStri
             let _ = kill(Pid::from_raw(pid as i32), sig);
         }
     };
+    let hang_up = futures::FutureExt::fuse(hang_up);
+    tokio::pin!(hang_up);
     loop {
         tokio::select! {
             status = child.wait() => return exit_code(status.ok()),
+            _ = &mut hang_up => forward(Signal::SIGHUP),
             _ = int.recv() => {}
             _ = quit.recv() => {}
             _ = term.recv() => forward(Signal::SIGTERM),

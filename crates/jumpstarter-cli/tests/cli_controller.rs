@@ -1,0 +1,921 @@
+//! Our `jmp create/get/update/delete` and `jmp shell --client` against our controller
+//! (in process, data in a tempdir), with our `jmp run` exporter (MockPower) or upstream
+//! 0.9.0's, and upstream's `jmp get leases` reading what we created.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use jumpstarter_controller::{Options, admin, open_store};
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        for pid in descendants(self.0.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Lab {
+    rt: tokio::runtime::Runtime,
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    data: PathBuf,
+    running: Option<jumpstarter_controller::Running>,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("leasecli-")
+            .tempdir()
+            .unwrap();
+        let root = tmp.path().to_owned();
+        let data = root.join("data");
+        let running = rt
+            .block_on(jumpstarter_controller::start(Options {
+                data_dir: data.clone(),
+                listen: "127.0.0.1:0".parse().unwrap(),
+                advertise: Some("127.0.0.1:0".into()),
+                tls_cert: None,
+                tls_key: None,
+                token_lifetime: Duration::from_secs(3600),
+                offline_after: Duration::from_secs(60),
+            }))
+            .unwrap();
+        Lab {
+            rt,
+            _tmp: tmp,
+            root,
+            data,
+            running: Some(running),
+        }
+    }
+
+    fn exporter_config(&self, name: &str, labels: &[(&str, &str)]) -> PathBuf {
+        let (store, keys) = self.rt.block_on(open_store(&self.data)).unwrap();
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let e = self
+            .rt
+            .block_on(admin::create_exporter(
+                &store, &keys, "default", name, labels,
+            ))
+            .unwrap();
+        let (endpoint, ca) = self
+            .rt
+            .block_on(admin::endpoint_and_ca(&store, None))
+            .unwrap();
+        let text = admin::exporter_config_yaml(&e, &endpoint, &ca, false).replace(
+            "export: {}\n",
+            "export:\n  power:\n    type: jumpstarter_driver_power.driver.MockPower\n",
+        );
+        let path = self.root.join(format!("{name}.yaml"));
+        std::fs::write(&path, text).unwrap();
+        self.rt.block_on(store.close());
+        path
+    }
+
+    /// A client config, saved both as a file and as alias `name` under `$HOME`.
+    fn client_config(&self, name: &str) -> PathBuf {
+        let (store, keys) = self.rt.block_on(open_store(&self.data)).unwrap();
+        let c = self
+            .rt
+            .block_on(admin::create_client(
+                &store,
+                &keys,
+                "default",
+                name,
+                Default::default(),
+            ))
+            .unwrap();
+        let (endpoint, ca) = self
+            .rt
+            .block_on(admin::endpoint_and_ca(&store, None))
+            .unwrap();
+        let o = admin::ClientConfigOptions {
+            unsafe_drivers: true,
+            ..Default::default()
+        };
+        let text = admin::client_config_yaml(&c, &endpoint, &ca, &o);
+        let path = self.root.join(format!("client-{name}.yaml"));
+        std::fs::write(&path, &text).unwrap();
+        let dir = self.root.join(".config/jumpstarter/clients");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.yaml")), &text).unwrap();
+        self.rt.block_on(store.close());
+        path
+    }
+
+    fn exporter_state(&self, name: &str) -> (bool, String) {
+        let (store, _) = self.rt.block_on(open_store(&self.data)).unwrap();
+        let e = self
+            .rt
+            .block_on(store.exporter("default", name))
+            .unwrap()
+            .unwrap();
+        self.rt.block_on(store.close());
+        (e.online() && e.registered(), e.status)
+    }
+
+    fn wait_status(&self, name: &str, status: &str, log: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (online, s) = self.exporter_state(name);
+            if online && s == status {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "exporter {name} not {status} (online {online}, {s}):\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn exporter(&self, program: PathBuf, config: &Path, tag: &str) -> (Kill, PathBuf) {
+        self.exporter_env(program, config, tag, &[])
+    }
+
+    fn exporter_env(
+        &self,
+        program: PathBuf,
+        config: &Path,
+        tag: &str,
+        env: &[(&str, &Path)],
+    ) -> (Kill, PathBuf) {
+        let log = self.root.join(format!("exporter-{tag}.log"));
+        let mut cmd = Command::new(program);
+        clean(&mut cmd);
+        cmd.env_remove("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH")
+            .env_remove("JUMPSTARTER_FORCE_SYSTEM_CERTS");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.env("HOME", &self.root)
+            .args(["run", "--exporter-config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(self.root.join("exporter.out")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap());
+        (Kill(cmd.spawn().unwrap()), log)
+    }
+
+    /// Our `jmp` with `$HOME` in the lab and our `j` first on `PATH`.
+    fn jmp(&self, args: &[&str]) -> Output {
+        self.program(jmp(), args)
+    }
+
+    fn program(&self, program: PathBuf, args: &[&str]) -> Output {
+        let mut cmd = Command::new(program);
+        clean(&mut cmd);
+        cmd.env("HOME", &self.root)
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("JMP_CLIENT_CONFIG_HOME")
+            .env_remove("JMP_CLIENT")
+            .env_remove("JMP_CLIENT_CONFIG")
+            .env("PATH", path_with_ours())
+            .args(args);
+        run_timeout(&mut cmd, Duration::from_secs(120))
+    }
+
+    /// Names of the active leases of `client`, as our `jmp get leases -o name` lists them.
+    fn active_leases(&self, client: &str) -> Vec<String> {
+        let o = self.jmp(&["get", "leases", "--client", client, "-o", "name"]);
+        ok(&o).lines().map(str::to_string).collect()
+    }
+
+    /// Waits until `client` holds no active lease (the controller ends released leases
+    /// right after DeleteLease).
+    fn wait_no_leases(&self, client: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let active = self.active_leases(client);
+            if active.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "leases still active: {active:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            self.rt.block_on(r.shutdown(Duration::from_secs(1)));
+        }
+    }
+}
+
+/// The output with `effective_duration` values blanked: the controller computes them from
+/// the clock at each call.
+fn elapsed_free(out: &str) -> String {
+    out.lines()
+        .map(|l| {
+            let t = l.trim_start();
+            let indent = &l[..l.len() - t.len()];
+            if t.starts_with("\"effective_duration\": ") {
+                format!("{indent}\"effective_duration\": X,")
+            } else if t.starts_with("effective_duration: ") {
+                format!("{indent}effective_duration: X")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(o)).unwrap()
+}
+
+#[test]
+fn lease_commands_and_output_formats() {
+    let lab = Lab::new();
+    let e1 = lab.exporter_config("e1", &[("board", "rpi"), ("arch", "arm")]);
+    lab.client_config("alice");
+    let (_exporter, log) = lab.exporter(jmp(), &e1, "ours");
+    lab.wait_status("e1", "Available", &log);
+
+    // Usage errors as upstream.
+    let o = lab.jmp(&["create", "lease", "--client", "alice", "--duration", "10m"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("Error: one of --selector/-l or --name/-n is required"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = lab.jmp(&["delete", "leases", "--client", "alice"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr)
+            .contains("Error: One of NAMES, --selector, --all or --all-clients must be specified")
+    );
+    let o = lab.jmp(&["update", "lease", "--client", "alice", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("At least one of --duration, --begin-time, or --to-client"));
+
+    // create -o name: the bare name (the CI pattern JMP_LEASE=$(jmp create lease ... -o name)).
+    let o = lab.jmp(&[
+        "create",
+        "lease",
+        "--client",
+        "alice",
+        "-l",
+        "board=rpi",
+        "--duration",
+        "10m",
+        "-o",
+        "name",
+    ]);
+    let name = ok(&o).trim().to_string();
+    assert!(!name.is_empty() && !name.contains('/'), "{name}");
+
+    // get leases: table, json, yaml, name.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let lease = loop {
+        let v = json(&lab.jmp(&["get", "leases", "--client", "alice", "-o", "json"]));
+        let l = v["leases"][0].clone();
+        if l["exporter"] == "e1" || Instant::now() > deadline {
+            break l;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(lease["name"], name.as_str());
+    assert_eq!(lease["namespace"], "default");
+    assert_eq!(lease["selector"], "board=rpi");
+    assert_eq!(lease["client"], "alice");
+    assert_eq!(lease["exporter"], "e1");
+    assert_eq!(lease["duration"], 600.0);
+    assert!(lease["effective_begin_time"].is_string(), "{lease}");
+    assert!(
+        lease["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True"),
+        "{lease}"
+    );
+    let table = ok(&lab.jmp(&["get", "leases", "--client", "alice"]));
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .split("  ")
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(
+        header.iter().map(|h| h.trim()).collect::<Vec<_>>(),
+        [
+            "NAME",
+            "SELECTOR",
+            "EXPIRES AT",
+            "REMAINING",
+            "CLIENT",
+            "EXPORTER",
+            "TAGS"
+        ]
+    );
+    let row = lines.next().unwrap();
+    assert!(row.starts_with(&name) && row.contains("board=rpi") && row.contains("alice"));
+    assert!(row.contains(" e1"), "{table}");
+    assert!(row.contains("9m") || row.contains("10m"), "{table}");
+    let yaml = ok(&lab.jmp(&["get", "leases", "--client", "alice", "-o", "yaml"]));
+    assert!(yaml.starts_with("leases:\n- "), "{yaml}");
+    assert!(yaml.contains(&format!("  name: {name}\n")), "{yaml}");
+    assert_eq!(lab.active_leases("alice"), std::slice::from_ref(&name));
+    // -l matches the lease's selector by containment.
+    let o = lab.jmp(&[
+        "get",
+        "leases",
+        "--client",
+        "alice",
+        "-l",
+        "board==rpi",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(ok(&o).trim(), name);
+    let o = lab.jmp(&["get", "leases", "--client", "alice", "-l", "board=x86"]);
+    assert!(ok(&o).contains("No resources found."));
+
+    // get exporters: plain, with leases and online, json, name, selector.
+    let table = ok(&lab.jmp(&["get", "exporters", "--client", "alice"]));
+    assert!(table.starts_with("NAME  LABELS"), "{table}");
+    assert!(table.contains("e1    arch=arm,board=rpi"), "{table}");
+    let table = ok(&lab.jmp(&[
+        "get",
+        "exporters",
+        "--client",
+        "alice",
+        "--with",
+        "leases,online",
+    ]));
+    let header = table.lines().next().unwrap();
+    for col in [
+        "NAME",
+        "ONLINE",
+        "LABELS",
+        "LEASED BY",
+        "LEASE STATUS",
+        "RELEASE TIME",
+    ] {
+        assert!(header.contains(col), "{table}");
+    }
+    let row = table.lines().nth(1).unwrap();
+    assert!(
+        row.contains("yes") && row.contains("alice") && row.contains("In-Use"),
+        "{table}"
+    );
+    let v = json(&lab.jmp(&[
+        "get",
+        "exporters",
+        "--client",
+        "alice",
+        "--with",
+        "online",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(v["exporters"][0]["name"], "e1");
+    assert_eq!(v["exporters"][0]["online"], true);
+    assert_eq!(v["exporters"][0]["labels"]["board"], "rpi");
+    assert!(v["exporters"][0].get("lease").is_none(), "{v}");
+    let o = lab.jmp(&[
+        "get",
+        "exporters",
+        "--client",
+        "alice",
+        "-l",
+        "board=x86",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(ok(&o), "");
+    let o = lab.jmp(&["get", "exporters", "--client", "alice", "--with", "bogus"]);
+    assert_eq!(o.status.code(), Some(2));
+
+    // update lease: the new duration comes back.
+    let v = json(&lab.jmp(&[
+        "update",
+        "lease",
+        "--client",
+        "alice",
+        &name,
+        "--duration",
+        "20m",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(v["duration"], 1200.0, "{v}");
+    assert_eq!(v["name"], name.as_str());
+
+    // delete by name.
+    let o = lab.jmp(&["delete", "leases", "--client", "alice", &name]);
+    assert_eq!(ok(&o), format!("lease \"{name}\" deleted\n"));
+    lab.wait_no_leases("alice");
+    lab.wait_status("e1", "Available", &log);
+
+    // --lease-id, a pending lease (selector nothing matches right now is Unsatisfiable, so
+    // use the exporter by name), delete --all -o name.
+    let o = lab.jmp(&[
+        "create",
+        "lease",
+        "--client",
+        "alice",
+        "-n",
+        "e1",
+        "--duration",
+        "1h",
+        "--lease-id",
+        "my-lease",
+        "--tag",
+        "build=42",
+        "-o",
+        "yaml",
+    ]);
+    let y = ok(&o);
+    assert!(y.contains("name: my-lease\n"), "{y}");
+    assert!(y.contains("exporter_name: e1\n"), "{y}");
+    assert!(y.contains("  build: '42'\n"), "{y}");
+    let o = lab.jmp(&[
+        "delete", "leases", "--client", "alice", "--all", "-o", "name",
+    ]);
+    assert_eq!(ok(&o), "my-lease\n");
+    lab.wait_no_leases("alice");
+    let o = lab.jmp(&["delete", "leases", "--client", "alice", "--all"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("Error: no leases found matching the criteria"));
+    // Unknown name: the controller's error, worded as upstream's jmp words it.
+    let o = lab.jmp(&["delete", "leases", "--client", "alice", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("Error: grpc controller responded: ")
+            && text(&o.stderr).contains("\"nope\" not found"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn shell_leases_runs_j_releases_and_propagates_exit_codes() {
+    let lab = Lab::new();
+    let e1 = lab.exporter_config("e1", &[("board", "rpi")]);
+    let alice = lab.client_config("alice");
+    let (_exporter, log) = lab.exporter(jmp(), &e1, "ours");
+    lab.wait_status("e1", "Available", &log);
+
+    let o = lab.jmp(&[
+        "shell",
+        "--client",
+        "alice",
+        "--selector",
+        "board=rpi",
+        "--",
+        "j",
+        "power",
+        "on",
+    ]);
+    assert!(
+        o.status.success(),
+        "{}{}\nexporter:\n{}",
+        text(&o.stdout),
+        text(&o.stderr),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(
+        text(&o.stdout).contains("Releasing Lease"),
+        "{}",
+        text(&o.stdout)
+    );
+    lab.wait_no_leases("alice");
+    lab.wait_status("e1", "Available", &log);
+
+    // By name, with a config file; the child sees the lease and exporter; exit code 7.
+    let o = lab.jmp(&[
+        "shell",
+        "--client-config",
+        alice.to_str().unwrap(),
+        "--name",
+        "e1",
+        "--",
+        "sh",
+        "-c",
+        "test \"$JMP_EXPORTER\" = e1 && test -n \"$JMP_LEASE\" && test \"$JMP_EXPORTER_LABELS\" = board=rpi && j power off && exit 7",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    lab.wait_no_leases("alice");
+    lab.wait_status("e1", "Available", &log);
+
+    // An existing lease (--lease) is used and kept.
+    let lease = ok(&lab.jmp(&[
+        "create",
+        "lease",
+        "--client",
+        "alice",
+        "-l",
+        "board=rpi",
+        "--duration",
+        "10m",
+        "-o",
+        "name",
+    ]))
+    .trim()
+    .to_string();
+    let o = lab.jmp(&[
+        "shell", "--client", "alice", "--lease", &lease, "--", "j", "power", "on",
+    ]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(lab.active_leases("alice"), std::slice::from_ref(&lease));
+    // Without --lease/-l/-n, the only active lease is used.
+    let o = lab.jmp(&[
+        "shell",
+        "--client",
+        "alice",
+        "--",
+        "sh",
+        "-c",
+        "echo $JMP_LEASE",
+    ]);
+    assert_eq!(ok(&o).trim().lines().last(), Some(lease.as_str()));
+    ok(&lab.jmp(&["delete", "leases", "--client", "alice", &lease]));
+    lab.wait_no_leases("alice");
+
+    // No lease and nothing to create one from: usage error.
+    let o = lab.jmp(&["shell", "--client", "alice", "--", "true"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("no active leases found"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn shell_with_a_name_that_cannot_be_satisfied_fails_fast() {
+    let lab = Lab::new();
+    lab.client_config("alice");
+    let started = Instant::now();
+    let o = lab.jmp(&[
+        "shell", "--client", "alice", "--name", "ghost", "--", "true",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert!(
+        text(&o.stderr).contains("Error: the lease cannot be satisfied"),
+        "{}",
+        text(&o.stderr)
+    );
+    // Well before any acquisition timeout (2 h by default): it did not wait for one.
+    assert!(started.elapsed() < Duration::from_secs(600));
+    // The lease it created was released.
+    let o = lab.jmp(&["get", "leases", "--client", "alice", "-a", "-o", "json"]);
+    let v = json(&o);
+    for l in v["leases"].as_array().unwrap() {
+        assert!(l["effective_end_time"].is_string(), "{l}");
+    }
+}
+
+#[test]
+fn interop_our_shell_with_upstream_exporter_and_upstream_get_leases() {
+    let lab = Lab::new();
+    let e1 = lab.exporter_config("e1", &[("board", "rpi")]);
+    let alice = lab.client_config("alice");
+    let (_exporter, log) = lab.exporter(upstream_jmp(), &e1, "upstream");
+    lab.wait_status("e1", "Available", &log);
+
+    let o = lab.jmp(&[
+        "shell",
+        "--client",
+        "alice",
+        "--selector",
+        "board=rpi",
+        "--",
+        "j",
+        "power",
+        "on",
+    ]);
+    assert!(
+        o.status.success(),
+        "{}{}\nexporter:\n{}",
+        text(&o.stdout),
+        text(&o.stderr),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    lab.wait_no_leases("alice");
+    lab.wait_status("e1", "Available", &log);
+
+    // Upstream's jmp lists a lease our jmp created.
+    let name = ok(&lab.jmp(&[
+        "create",
+        "lease",
+        "--client",
+        "alice",
+        "-l",
+        "board=rpi",
+        "--duration",
+        "10m",
+        "-o",
+        "name",
+    ]))
+    .trim()
+    .to_string();
+    let o = lab.program(
+        upstream_jmp(),
+        &[
+            "get",
+            "leases",
+            "--client-config",
+            alice.to_str().unwrap(),
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(ok(&o).trim(), name);
+    let o = lab.program(
+        upstream_jmp(),
+        &[
+            "get",
+            "leases",
+            "--client-config",
+            alice.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    );
+    let v = json(&o);
+    assert_eq!(v["leases"][0]["selector"], "board=rpi");
+    assert_eq!(v["leases"][0]["duration"], 600.0);
+    // Our JSON, YAML, names and tables are upstream's, field for field.
+    let config = alice.to_str().unwrap();
+    for args in [
+        &["get", "leases", "--client-config", config, "-o", "json"][..],
+        &["get", "leases", "--client-config", config, "-o", "yaml"][..],
+        &["get", "exporters", "--client-config", config, "-o", "json"][..],
+        &[
+            "get",
+            "exporters",
+            "--client-config",
+            config,
+            "--with",
+            "leases,online",
+            "-o",
+            "yaml",
+        ][..],
+        &["get", "exporters", "--client-config", config, "-o", "name"][..],
+        &[
+            "get",
+            "exporters",
+            "--client-config",
+            config,
+            "--with",
+            "online",
+        ][..],
+        &[
+            "get",
+            "leases",
+            "--client-config",
+            config,
+            "-l",
+            "board=rpi",
+            "-o",
+            "name",
+        ][..],
+    ] {
+        let theirs = elapsed_free(&ok(&lab.program(upstream_jmp(), args)));
+        let ours = elapsed_free(&ok(&lab.jmp(args)));
+        assert_eq!(ours, theirs, "{args:?}");
+    }
+    ok(&lab.jmp(&["delete", "leases", "--client", "alice", &name]));
+    lab.wait_no_leases("alice");
+}
+
+#[test]
+fn exporter_controller_channel_takes_tls_env_and_grpc_options() {
+    let lab = Lab::new();
+    let e1 = lab.exporter_config("e1", &[("board", "rpi")]);
+    // No CA in the file; grpcOptions set: the exporter trusts what
+    // GRPC_DEFAULT_SSL_ROOTS_FILE_PATH names, as clients do.
+    let original = std::fs::read_to_string(&e1).unwrap();
+    let edited: String = original
+        .lines()
+        .map(|l| {
+            if l.starts_with("  ca: ") {
+                "  ca: ''".to_string()
+            } else if l == "grpcOptions: {}" {
+                "grpcOptions:\n  grpc.keepalive_time_ms: 20000".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    let bare = lab.root.join("e1-no-ca.yaml");
+    std::fs::write(&bare, edited).unwrap();
+
+    // A bad grpcOptions value is a config error at start, naming the key.
+    let broken = lab.root.join("e1-bad-options.yaml");
+    std::fs::write(
+        &broken,
+        std::fs::read_to_string(&bare)
+            .unwrap()
+            .replace("keepalive_time_ms: 20000", "keepalive_time_ms: soon"),
+    )
+    .unwrap();
+    let o = lab.program(
+        jmp(),
+        &["run", "--exporter-config", broken.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("grpc.keepalive_time_ms` must be a whole number"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // Without the variable the system store does not know our controller's certificate.
+    let (untrusted, log) = lab.exporter_env(jmp(), &bare, "untrusted", &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let l = std::fs::read_to_string(&log).unwrap_or_default();
+        if l.contains("cannot reach the controller") {
+            assert!(l.to_lowercase().contains("certificate"), "{l}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no TLS failure logged:\n{l}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!lab.exporter_state("e1").0);
+    drop(untrusted);
+
+    let cert = lab.data.join("tls/cert.pem");
+    let (_exporter, log) = lab.exporter_env(
+        jmp(),
+        &bare,
+        "trusted",
+        &[("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", cert.as_path())],
+    );
+    lab.wait_status("e1", "Available", &log);
+    lab.client_config("alice");
+    let o = lab.jmp(&[
+        "shell",
+        "--client",
+        "alice",
+        "-l",
+        "board=rpi",
+        "--",
+        "j",
+        "power",
+        "on",
+    ]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+}
+
+#[test]
+fn ctrl_c_while_waiting_for_a_lease_releases_it() {
+    let lab = Lab::new();
+    let e1 = lab.exporter_config("e1", &[("board", "rpi")]);
+    lab.client_config("alice");
+    lab.client_config("bob");
+    let (_exporter, log) = lab.exporter(jmp(), &e1, "ours");
+    lab.wait_status("e1", "Available", &log);
+    // Bob holds e1, so Alice's shell waits.
+    let held = ok(&lab.jmp(&[
+        "create",
+        "lease",
+        "--client",
+        "bob",
+        "-n",
+        "e1",
+        "--duration",
+        "10m",
+        "-o",
+        "name",
+    ]))
+    .trim()
+    .to_string();
+
+    let mut cmd = Command::new(jmp());
+    clean(&mut cmd);
+    cmd.env("HOME", &lab.root)
+        .env("PATH", path_with_ours())
+        .args(["shell", "--client", "alice", "-n", "e1", "--", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lab.active_leases("alice").is_empty() {
+        assert!(Instant::now() < deadline, "alice's lease never appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let o = wait_output(child, Duration::from_secs(30), "jmp shell");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert!(
+        text(&o.stderr).contains("Cancelled by user."),
+        "{}",
+        text(&o.stderr)
+    );
+    lab.wait_no_leases("alice");
+    // Bob's lease is untouched.
+    assert_eq!(lab.active_leases("bob"), [held]);
+}
+
+#[test]
+fn shell_child_gets_sighup_when_the_lease_ends() {
+    let lab = Lab::new();
+    let e1 = lab.exporter_config("e1", &[("board", "rpi")]);
+    lab.client_config("alice");
+    let (_exporter, log) = lab.exporter(jmp(), &e1, "ours");
+    lab.wait_status("e1", "Available", &log);
+    let o = lab.jmp(&[
+        "shell",
+        "--client",
+        "alice",
+        "-l",
+        "board=rpi",
+        "--duration",
+        "3s",
+        "--",
+        "sleep",
+        "60",
+    ]);
+    // 128 + SIGHUP.
+    assert_eq!(
+        o.status.code(),
+        Some(129),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert!(text(&o.stdout).contains("ended at"), "{}", text(&o.stdout));
+    lab.wait_no_leases("alice");
+    lab.wait_status("e1", "Available", &log);
+}
+
+#[test]
+fn interop_upstream_j_inside_our_shell() {
+    let lab = Lab::new();
+    let e1 = lab.exporter_config("e1", &[("board", "rpi")]);
+    lab.client_config("alice");
+    let (_exporter, log) = lab.exporter(jmp(), &e1, "ours");
+    lab.wait_status("e1", "Available", &log);
+    let mut cmd = Command::new(jmp());
+    clean(&mut cmd);
+    cmd.env("HOME", &lab.root)
+        .env("PATH", path_with_upstream())
+        .args([
+            "shell",
+            "--client",
+            "alice",
+            "-l",
+            "board=rpi",
+            "--",
+            "j",
+            "power",
+            "on",
+        ]);
+    let o = run_timeout(&mut cmd, Duration::from_secs(120));
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    lab.wait_no_leases("alice");
+}
