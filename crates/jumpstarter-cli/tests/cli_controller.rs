@@ -919,3 +919,100 @@ fn interop_upstream_j_inside_our_shell() {
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
     lab.wait_no_leases("alice");
 }
+
+#[test]
+fn shell_shows_a_spinner_only_on_a_tty() {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+
+    let lab = Lab::new();
+    let e1 = lab.exporter_config("e1", &[("board", "rpi")]);
+    lab.client_config("alice");
+    lab.client_config("bob");
+    let (_exporter, log) = lab.exporter(jmp(), &e1, "ours");
+    lab.wait_status("e1", "Available", &log);
+    let held = ok(&lab.jmp(&[
+        "create",
+        "lease",
+        "--client",
+        "bob",
+        "-n",
+        "e1",
+        "--duration",
+        "10m",
+        "-o",
+        "name",
+    ]))
+    .trim()
+    .to_string();
+
+    // Alice waits on a terminal for e1.
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let mut cmd = Command::new(jmp());
+    clean(&mut cmd);
+    cmd.env("HOME", &lab.root)
+        .env("PATH", path_with_ours())
+        .env("TERM", "xterm")
+        .args(["shell", "--client", "alice", "-n", "e1", "--", "true"])
+        .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stderr(Stdio::from(pty.slave));
+    let child = Kill(cmd.spawn().unwrap());
+    // Only the child may hold the terminal's other end, or the reader never sees its end.
+    drop(cmd);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let seen = seen.clone();
+        let mut master = std::fs::File::from(pty.master);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = master.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let screen = || String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(screen().contains("Acquiring lease") && screen().contains("... (")) {
+        assert!(Instant::now() < deadline, "no spinner:\n{}", screen());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Bob lets go; Alice gets e1, runs `true` and exits 0.
+    ok(&lab.jmp(&["delete", "leases", "--client", "bob", &held]));
+    let mut child = child;
+    let status = {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = child.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "shell did not finish:\n{}",
+                screen()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert!(status.success(), "{}", screen());
+    drop(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !screen().contains("acquired successfully") {
+        assert!(Instant::now() < deadline, "{}", screen());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(reader);
+    lab.wait_no_leases("alice");
+
+    // Not on a terminal: log lines only, no spinner frames.
+    let o = lab.jmp(&["shell", "--client", "alice", "-n", "e1", "--", "true"]);
+    let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "{all}");
+    assert!(
+        all.contains("Acquiring lease") && !all.contains("... ("),
+        "{all}"
+    );
+}
