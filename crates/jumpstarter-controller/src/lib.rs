@@ -29,7 +29,6 @@ use std::time::Duration;
 
 use jumpstarter_protocol::client_v1::client_service_server::ClientServiceServer;
 use jumpstarter_protocol::v1::controller_service_server::ControllerServiceServer;
-use jumpstarter_protocol::v1::router_service_server::RouterServiceServer;
 use tokio::sync::oneshot;
 
 use crate::auth::Keys;
@@ -265,7 +264,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         .add_service(ClientServiceServer::new(client_service::ClientSvc {
             shared: shared.clone(),
         }))
-        .add_service(RouterServiceServer::new(router::RouterSvc::new(keys)))
+        .add_service(router::RouterSvc::new(keys))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = stop_rx.await;
         });

@@ -1,28 +1,54 @@
 //! `jumpstarter.v1.RouterService` (controller.md §7): pairs the two streams that present a
 //! token for the same stream id and copies frames between them unchanged, in order, with
-//! gRPC flow control as the only buffer. The first arrival waits (no timeout) until its
+//! HTTP/2 flow control as the only buffer. The first arrival waits (no timeout) until its
 //! partner comes or it goes away; an end of stream on one side ends that direction only; an
 //! error on either side ends both. A token is good for one pairing: a third stream with the
 //! same token is refused.
+//!
+//! The service works one level below tonic's generated code: it relays the HTTP/2 DATA
+//! bytes of one side's request body as the other side's response body, without decoding
+//! them. That is sound because `StreamRequest` and `StreamResponse` have the same fields
+//! with the same numbers and types, so a sequence of length-prefixed `StreamRequest`
+//! messages is, byte for byte, a valid sequence of `StreamResponse` messages. It saves the
+//! router a copy into tonic's decode buffer, a protobuf decode and an encode (one more
+//! copy) per frame, and passes unknown fields through untouched. Compressed messages are
+//! refused up front (no upstream client compresses): the relay could not re-announce the
+//! sender's `grpc-encoding` on the receiver's response.
 
 use std::collections::HashMap;
-use std::pin::Pin;
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
-use futures::{Stream, StreamExt};
-use jumpstarter_protocol::v1::router_service_server::RouterService;
-use jumpstarter_protocol::v1::{StreamRequest, StreamResponse};
+use bytes::Bytes;
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
 use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::Status;
+use tonic::body::Body;
+use tonic::codegen::{BoxFuture, Service, http};
+use tonic::metadata::MetadataMap;
+use tonic::server::NamedService;
 
 use crate::auth::{Keys, bearer};
 use crate::scheduler::lock;
 
-type Out = mpsc::Sender<Result<StreamResponse, Status>>;
+/// The one method of the service.
+const STREAM_PATH: &str = "/jumpstarter.v1.RouterService/Stream";
+
+/// Frames buffered per direction on top of HTTP/2 flow control.
+const RELAY_FRAMES: usize = 8;
+
+/// How long the end of a pair waits for a side to take its final status.
+const TRAILERS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The sending half of one side's response body.
+type Out = mpsc::Sender<Frame<Bytes>>;
 
 struct Waiting {
-    inbound: Streaming<StreamRequest>,
+    inbound: Body,
     out: Out,
 }
 
@@ -34,6 +60,7 @@ struct Pending {
     used: HashMap<String, std::time::Instant>,
 }
 
+#[derive(Clone)]
 pub struct RouterSvc {
     keys: Keys,
     pending: Arc<Mutex<Pending>>,
@@ -48,42 +75,80 @@ impl RouterSvc {
     }
 }
 
-/// Frames from one side to the other. Returns Err on a receive error (the peer broke off).
-/// A receiver that went away (its call was cancelled or its connection lost) is an error too,
-/// even while nothing flows towards it.
-async fn pump(mut from: Streaming<StreamRequest>, to: Out) -> Result<(), Status> {
+impl NamedService for RouterSvc {
+    const NAME: &'static str = "jumpstarter.v1.RouterService";
+}
+
+impl Service<http::Request<Body>> for RouterSvc {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let response = self.stream(req).unwrap_or_else(|s| s.into_http());
+        Box::pin(async move { Ok(response) })
+    }
+}
+
+/// The grpc-status trailers that end one side's response.
+fn trailers(status: &Status) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    // Only fails for a message that cannot be a header value; ours are plain ASCII.
+    let _ = status.add_header(&mut map);
+    map
+}
+
+/// Data from one side's request body to the other side's response body. Returns Err when
+/// the sender broke off (reset, lost connection) or the receiver went away, even while
+/// nothing flows towards it.
+async fn pump(mut from: Body, to: Out) -> Result<(), Status> {
     loop {
-        let msg = tokio::select! {
-            m = from.next() => m,
+        let frame = tokio::select! {
+            f = from.frame() => f,
             _ = to.closed() => return Err(Status::cancelled("peer went away")),
         };
-        let Some(msg) = msg else { break };
-        let msg = msg?;
-        let frame = StreamResponse {
-            payload: msg.payload,
-            frame_type: msg.frame_type,
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(|e| Status::cancelled(format!("peer stream broke off: {e}")))?;
+        // Trailers on a request body carry nothing for the other side.
+        let Ok(data) = frame.into_data() else {
+            continue;
         };
-        if to.send(Ok(frame)).await.is_err() {
+        if data.is_empty() {
+            continue;
+        }
+        if to.send(Frame::data(data)).await.is_err() {
             return Err(Status::cancelled("peer went away"));
         }
     }
     Ok(())
 }
 
-#[tonic::async_trait]
-impl RouterService for RouterSvc {
-    type StreamStream = Pin<Box<dyn Stream<Item = Result<StreamResponse, Status>> + Send>>;
-
-    async fn stream(
-        &self,
-        request: Request<Streaming<StreamRequest>>,
-    ) -> Result<Response<Self::StreamStream>, Status> {
-        let token = bearer(request.metadata()).map_err(|e| {
+impl RouterSvc {
+    fn stream(&self, req: http::Request<Body>) -> Result<http::Response<Body>, Status> {
+        if req.uri().path() != STREAM_PATH {
+            return Err(Status::unimplemented(format!(
+                "unknown method {}",
+                req.uri().path()
+            )));
+        }
+        let md = MetadataMap::from_headers(req.headers().clone());
+        let token = bearer(&md).map_err(|e| {
             Status::unauthenticated(format!("missing or invalid authorization: {}", e.message()))
         })?;
         let id = self.keys.verify_router(&token)?;
-        let inbound = request.into_inner();
-        let (out, rx) = mpsc::channel(16);
+        if let Some(enc) = req.headers().get("grpc-encoding")
+            && enc.as_bytes() != b"identity"
+        {
+            return Err(Status::unimplemented(
+                "the router relays uncompressed messages only (grpc-encoding identity)",
+            ));
+        }
+        let inbound = req.into_body();
+        let (out, rx) = mpsc::channel(RELAY_FRAMES);
         let partner = {
             let mut p = lock(&self.pending);
             if p.used.contains_key(&id) {
@@ -124,31 +189,46 @@ impl RouterService for RouterSvc {
             }
             Some((first, inbound)) => {
                 tracing::debug!(stream = %id, "router streams paired");
-                let second_out = out;
-                tokio::spawn(async move {
-                    let a = tokio::spawn(pump(first.inbound, second_out.clone()));
-                    let b = tokio::spawn(pump(inbound, first.out.clone()));
-                    let (ra, rb) = (a.abort_handle(), b.abort_handle());
-                    // Either direction failing ends both; a clean end of one direction
-                    // waits for the other.
-                    let mut a = a;
-                    let mut b = b;
-                    let fail = tokio::select! {
-                        r = &mut a => match r { Ok(Ok(())) => b.await.ok().and_then(Result::err), Ok(Err(e)) => Some(e), Err(_) => None },
-                        r = &mut b => match r { Ok(Ok(())) => a.await.ok().and_then(Result::err), Ok(Err(e)) => Some(e), Err(_) => None },
-                    };
-                    ra.abort();
-                    rb.abort();
-                    if let Some(e) = fail {
-                        tracing::debug!("router stream ended: {e}");
-                        let _ = second_out.try_send(Err(Status::cancelled("peer stream ended")));
-                        let _ = first
-                            .out
-                            .try_send(Err(Status::cancelled("peer stream ended")));
-                    }
-                });
+                tokio::spawn(relay(first, inbound, out));
             }
         }
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let body = StreamBody::new(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
+        let mut response = http::Response::new(Body::new(body));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        Ok(response)
     }
+}
+
+/// Both directions of a pair until both have ended or one has failed; then each side's
+/// response ends with its grpc-status.
+async fn relay(first: Waiting, second_in: Body, second_out: Out) {
+    let mut a = tokio::spawn(pump(first.inbound, second_out.clone()));
+    let mut b = tokio::spawn(pump(second_in, first.out.clone()));
+    let (ra, rb) = (a.abort_handle(), b.abort_handle());
+    // Either direction failing ends both; a clean end of one direction waits for the other.
+    let fail = tokio::select! {
+        r = &mut a => match r { Ok(Ok(())) => b.await.ok().and_then(Result::err), Ok(Err(e)) => Some(e), Err(_) => None },
+        r = &mut b => match r { Ok(Ok(())) => a.await.ok().and_then(Result::err), Ok(Err(e)) => Some(e), Err(_) => None },
+    };
+    ra.abort();
+    rb.abort();
+    let end = match fail {
+        Some(e) => {
+            tracing::debug!("router stream ended: {e}");
+            Status::cancelled("peer stream ended")
+        }
+        None => Status::ok(""),
+    };
+    // A side that reads on gets its status after the frames before it; one that stopped
+    // reading (or is gone) does not hold the other up for long.
+    let finish = |out: Out| {
+        let frame = Frame::trailers(trailers(&end));
+        async move {
+            let _ = tokio::time::timeout(TRAILERS_WAIT, out.send(frame)).await;
+        }
+    };
+    tokio::join!(finish(second_out), finish(first.out));
 }
