@@ -18,7 +18,7 @@ use jumpstarter_protocol::v1::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::measure::{Row, free_port, median, release_bin};
+use crate::measure::{Row, free_port, median, release_bin, time_runs};
 use crate::{Env, Target as Goal, target};
 
 struct Daemon {
@@ -203,7 +203,7 @@ pub fn controller(env: &Env, rows: &mut Vec<Row>, targets: &mut Vec<Goal>) {
     let (alice, e1) = (ids[0].clone(), ids[1].clone());
     let n = env.n(10, 50);
 
-    let (assigned, ready, rate, mbps) = rt.block_on(async {
+    let (assigned, ready, rate) = rt.block_on(async {
         let mut sim = Sim::start(&daemon.endpoint, &dial, e1).await;
         sim.next().await;
         let client = LeaseClient::connect(&daemon.endpoint, dial.clone(), alice)
@@ -237,7 +237,87 @@ pub fn controller(env: &Env, rows: &mut Vec<Row>, targets: &mut Vec<Goal>) {
         }
         let rate = k as f64 / t.elapsed().as_secs_f64();
 
-        // Router throughput: Dial, Listen, two router streams, bytes one way.
+        (median(assigned), median(ready), rate)
+    });
+    rows.push(Row::new(
+        "controller: lease created -> exporter told (Status stream), median",
+        format!("{assigned:.1} ms"),
+        "n/a (Kubernetes)".into(),
+        0.0,
+    ));
+    rows.push(Row::new(
+        "controller: lease created -> client sees Ready, median",
+        format!("{ready:.1} ms"),
+        "n/a (Kubernetes)".into(),
+        0.0,
+    ));
+    rows.push(Row::new(
+        "controller: leases created and released per second (one client)",
+        format!("{rate:.0}/s"),
+        "n/a (Kubernetes)".into(),
+        0.0,
+    ));
+    target(
+        targets,
+        format!("lease Ready within 50 ms of an exporter being free: {ready:.1} ms"),
+        ready <= 50.0,
+    );
+    shell_through_controller(env, &daemon, rows);
+    drop(daemon);
+
+    // 1,000 registered exporters with open Status streams.
+    let daemon = Daemon::start();
+    let count = env.n(200, 1000);
+    let names: Vec<String> = (0..count).map(|i| format!("sim-{i:04}")).collect();
+    let ids = rt.block_on(identities(daemon.dir.path(), &[], &names));
+    let idle = daemon.rss_mb();
+    let sims = rt.block_on(async {
+        let mut sims = Vec::new();
+        for who in ids {
+            sims.push(Sim::start(&daemon.endpoint, &daemon.dial(), who).await);
+        }
+        sims
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let rss = daemon.rss_mb();
+    drop(sims);
+    rows.push(Row::new(
+        &format!("controller memory with {count} registered exporters (idle: {idle:.0} MB)"),
+        format!("{rss:.0} MB"),
+        "n/a (Kubernetes)".into(),
+        0.0,
+    ));
+    if count == 1000 {
+        target(
+            targets,
+            format!("1,000 exporters in under 200 MB: {rss:.0} MB"),
+            rss < 200.0,
+        );
+    }
+}
+
+/// Router throughput: a lease, Dial, Listen, the two router streams, bytes one way.
+pub fn router(env: &Env, rows: &mut Vec<Row>, targets: &mut Vec<Goal>) {
+    eprintln!("router: one stream...");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let daemon = Daemon::start();
+    let dial = daemon.dial();
+    let ids = rt.block_on(identities(
+        daemon.dir.path(),
+        &["alice".into()],
+        &["e1".into()],
+    ));
+    let (alice, e1) = (ids[0].clone(), ids[1].clone());
+    let mbps = rt.block_on(async {
+        let mut sim = Sim::start(&daemon.endpoint, &dial, e1).await;
+        sim.next().await;
+        let client = LeaseClient::connect(&daemon.endpoint, dial.clone(), alice)
+            .await
+            .unwrap();
         let l = client.create_lease(lease("bench=yes"), "").await.unwrap();
         sim.next().await;
         sim.report(ExporterStatus::LeaseReady).await;
@@ -298,26 +378,12 @@ pub fn controller(env: &Env, rows: &mut Vec<Row>, targets: &mut Vec<Goal>) {
         let got = exporter_side.await.unwrap();
         let secs = t.elapsed().as_secs_f64();
         assert_eq!(got, size);
-        let mbps = size as f64 / secs / 1e6;
-        (median(assigned), median(ready), rate, mbps)
+        size as f64 / secs / 1e6
     });
-    rows.push(Row::new(
-        "controller: lease created -> exporter told (Status stream), median",
-        format!("{assigned:.1} ms"),
-        "n/a (Kubernetes)".into(),
-        0.0,
-    ));
-    rows.push(Row::new(
-        "controller: lease created -> client sees Ready, median",
-        format!("{ready:.1} ms"),
-        "n/a (Kubernetes)".into(),
-        0.0,
-    ));
-    rows.push(Row::new(
-        "controller: leases created and released per second (one client)",
-        format!("{rate:.0}/s"),
-        "n/a (Kubernetes)".into(),
-        0.0,
+    let floor = rt.block_on(tls_relay_floor(
+        &daemon,
+        &dial,
+        if env.quick { 256 << 20 } else { 2 << 30 },
     ));
     rows.push(Row::new(
         "router: one stream, client -> exporter, TLS on loopback",
@@ -325,47 +391,163 @@ pub fn controller(env: &Env, rows: &mut Vec<Row>, targets: &mut Vec<Goal>) {
         "n/a (Kubernetes)".into(),
         0.0,
     ));
-    target(
-        targets,
-        format!("lease Ready within 50 ms of an exporter being free: {ready:.1} ms"),
-        ready <= 50.0,
-    );
+    rows.push(Row::new(
+        "reference: bare TLS byte relay (no HTTP/2, no gRPC), same hops and certificate",
+        format!("{floor:.0} MB/s"),
+        "-".into(),
+        0.0,
+    ));
     target(
         targets,
         format!("router throughput at least 1 GB/s on loopback: {mbps:.0} MB/s"),
         mbps >= 1000.0,
     );
-    drop(daemon);
+}
 
-    // 1,000 registered exporters with open Status streams.
-    let daemon = Daemon::start();
-    let count = env.n(200, 1000);
-    let names: Vec<String> = (0..count).map(|i| format!("sim-{i:04}")).collect();
-    let ids = rt.block_on(identities(daemon.dir.path(), &[], &names));
-    let idle = daemon.rss_mb();
-    let sims = rt.block_on(async {
-        let mut sims = Vec::new();
-        for who in ids {
-            sims.push(Sim::start(&daemon.endpoint, &daemon.dial(), who).await);
+/// What the machine allows a relay: sender -> TLS -> relay -> TLS -> receiver over loopback
+/// TCP, moving bytes with 1 MiB buffers and nothing else (the controller's certificate, the
+/// same TLS stack and provider). The router does this plus HTTP/2 and gRPC framing.
+async fn tls_relay_floor(daemon: &Daemon, dial: &Dial, size: usize) -> f64 {
+    use tokio::net::{TcpListener, TcpStream};
+    let tls_dir = daemon.dir.path().join("tls");
+    let server =
+        jumpstarter_core::tls::server_config(&tls_dir.join("cert.pem"), &tls_dir.join("key.pem"))
+            .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(server);
+    let connector = tokio_rustls::TlsConnector::from(dial.tls.clone().unwrap());
+    let name = jumpstarter_core::tls::server_name("127.0.0.1").unwrap();
+    let sink = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (sink_addr, relay_addr) = (sink.local_addr().unwrap(), relay.local_addr().unwrap());
+    let a = acceptor.clone();
+    let receiver = tokio::spawn(async move {
+        let (tcp, _) = sink.accept().await.unwrap();
+        let mut tls = a.accept(tcp).await.unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0usize;
+        loop {
+            let n = tls.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break got;
+            }
+            got += n;
         }
-        sims
     });
-    std::thread::sleep(Duration::from_secs(2));
-    let rss = daemon.rss_mb();
-    drop(sims);
-    rows.push(Row::new(
-        &format!("controller memory with {count} registered exporters (idle: {idle:.0} MB)"),
-        format!("{rss:.0} MB"),
-        "n/a (Kubernetes)".into(),
-        0.0,
-    ));
-    if count == 1000 {
-        target(
-            targets,
-            format!("1,000 exporters in under 200 MB: {rss:.0} MB"),
-            rss < 200.0,
-        );
+    let (c, n) = (connector.clone(), name.clone());
+    let relay_task = tokio::spawn(async move {
+        let (tcp, _) = relay.accept().await.unwrap();
+        let mut from = acceptor.accept(tcp).await.unwrap();
+        let tcp = TcpStream::connect(sink_addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let mut to = c.connect(n, tcp).await.unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let k = from.read(&mut buf).await.unwrap();
+            if k == 0 {
+                break;
+            }
+            to.write_all(&buf[..k]).await.unwrap();
+        }
+        to.shutdown().await.unwrap();
+    });
+    let tcp = TcpStream::connect(relay_addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let chunk = vec![7u8; 1 << 20];
+    let t = Instant::now();
+    let mut sent = 0usize;
+    while sent < size {
+        tls.write_all(&chunk).await.unwrap();
+        sent += chunk.len();
     }
+    tls.shutdown().await.unwrap();
+    let got = receiver.await.unwrap();
+    relay_task.await.unwrap();
+    assert_eq!(got, size);
+    size as f64 / t.elapsed().as_secs_f64() / 1e6
+}
+
+/// `jmp shell --client C --selector S -- j power on` end to end against our controller and our
+/// exporter (`jmp run` in controller mode, its own process): ours (with our `j`) against
+/// upstream's `jmp` (with upstream's `j`), same client config, same controller, same exporter.
+fn shell_through_controller(env: &Env, daemon: &Daemon, rows: &mut Vec<Row>) {
+    eprintln!("controller: jmp shell --client -- j power on...");
+    let data = daemon.dir.path();
+    let home = tempfile::tempdir().unwrap();
+    let admin = |args: &[&str]| {
+        let st = Command::new(release_bin("jmp-controller"))
+            .arg("admin")
+            .arg("--data-dir")
+            .arg(data)
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "jmp-controller admin {args:?}");
+    };
+    let exporter = home.path().join("shell-e1.yaml");
+    let client = home.path().join("shell-client.yaml");
+    admin(&[
+        "create",
+        "exporter",
+        "shell-e1",
+        "--label",
+        "bench=shell",
+        "--out",
+        exporter.to_str().unwrap(),
+    ]);
+    admin(&[
+        "create",
+        "client",
+        "shell-client",
+        "--unsafe",
+        "--out",
+        client.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&exporter).unwrap().replace(
+        "export: {}\n",
+        "export:\n  power:\n    type: jumpstarter_driver_power.driver.MockPower\n",
+    );
+    std::fs::write(&exporter, text).unwrap();
+    let mut run = Command::new(&env.our_jmp)
+        .args(["run", "--exporter-config"])
+        .arg(&exporter)
+        .env("JMP_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let path = |dir: &Path| {
+        format!(
+            "{}:{}",
+            dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    };
+    let shell = |jmp: &Path, bin_dir: &Path| {
+        let mut c = Command::new(jmp);
+        c.env("PATH", path(bin_dir))
+            .env("HOME", home.path())
+            .env("_JMP_SUPPRESS_DRIVER_WARNINGS", "1")
+            .args(["shell", "--client-config"])
+            .arg(&client)
+            .args(["--selector", "bench=shell", "--", "j", "power", "on"]);
+        c
+    };
+    // The first (untimed) run of each waits for the exporter to register.
+    let ours = median(time_runs(env.n(10, 30), || {
+        shell(&env.our_jmp, env.our_j.parent().unwrap())
+    }));
+    let up = median(time_runs(env.n(2, 5), || shell(&env.up_jmp, &env.venv_bin)));
+    let _ = run.kill();
+    let _ = run.wait();
+    rows.push(Row::new(
+        "`jmp shell --client C --selector S -- j power on` through our controller and router (median wall time)",
+        format!("{ours:.1} ms"),
+        format!("{up:.0} ms"),
+        up / ours,
+    ));
 }
 
 fn client_identity(ids: &[Identity]) -> Identity {

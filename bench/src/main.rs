@@ -23,7 +23,7 @@ struct Opts {
     venv: PathBuf,
     out: Option<PathBuf>,
     quick: bool,
-    /// Run only one group of benchmarks (`--only controller|pyhost`).
+    /// Run only one group of benchmarks (`--only core|pyhost|controller|router`).
     only: Option<String>,
 }
 
@@ -41,10 +41,10 @@ fn parse_opts() -> Opts {
             "--out" => opts.out = Some(args.next().expect("--out PATH").into()),
             "--quick" => opts.quick = true,
             "--only" => {
-                let what = args.next().expect("--only controller|pyhost");
+                let what = args.next().expect("--only core|pyhost|controller|router");
                 assert!(
-                    ["controller", "pyhost"].contains(&what.as_str()),
-                    "--only knows: controller, pyhost"
+                    ["core", "pyhost", "controller", "router"].contains(&what.as_str()),
+                    "--only knows: core, pyhost, controller, router"
                 );
                 opts.only = Some(what);
             }
@@ -140,6 +140,9 @@ fn main() {
     }
     if run("controller") {
         controller::controller(&env, &mut rows, &mut targets);
+    }
+    if run("controller") || run("router") {
+        controller::router(&env, &mut rows, &mut targets);
     }
 
     let md = render(&rows, &targets, opts.quick, &load_before);
