@@ -366,9 +366,12 @@ impl LeaseClient {
         Ok(())
     }
 
-    /// Polls a lease every `every` until it is ready (an exporter assigned); fails when it
-    /// cannot be satisfied, is invalid, or ended first.
+    /// Polls a lease (soon at first, then every `every`) until it is ready (an exporter
+    /// assigned); fails when it cannot be satisfied, is invalid, or ended first.
     pub async fn wait_ready(&self, name: &str, every: Duration) -> Result<Lease, ControllerError> {
+        // Asks again soon at first (an exporter usually frees up within milliseconds, e.g.
+        // right after the previous lease on it ended), then every `every`.
+        let mut pause = every.min(Duration::from_millis(5));
         loop {
             let l = self.get_lease(name).await?;
             if is_ready(&l) {
@@ -393,7 +396,8 @@ impl LeaseClient {
                     message,
                 });
             }
-            tokio::time::sleep(every).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(every);
         }
     }
 
