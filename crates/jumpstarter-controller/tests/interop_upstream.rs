@@ -285,6 +285,74 @@ fn upstream_cli_creates_lists_filters_and_deletes_leases() {
     assert_eq!(all.trim(), "my-lease");
 }
 
+/// Three upstream CLI clients want the one exporter: leases are served in the order they
+/// were asked for, one at a time, each usable by its holder through the router.
+#[test]
+fn competing_upstream_clients_are_served_first_come_first_served() {
+    let lab = Lab::new();
+    let e1 = lab.exporter("e1", &["board=rpi"]);
+    let exporter = lab.run_exporter(&e1);
+    lab.wait_available("e1", &exporter);
+    let clients: Vec<(&str, PathBuf)> = ["alice", "bob", "carol"]
+        .into_iter()
+        .map(|n| (n, lab.client(n)))
+        .collect();
+    for (name, config) in &clients {
+        let lease = format!("{name}-lease");
+        let got = lab.jmp(
+            config,
+            &[
+                "create",
+                "lease",
+                "-l",
+                "board=rpi",
+                "--duration",
+                "1h",
+                "--lease-id",
+                &lease,
+                "-o",
+                "name",
+            ],
+        );
+        assert_eq!(got.trim(), lease);
+    }
+    let ready = |lease: &str| {
+        let l = lab.lease_state(lease);
+        let c: Vec<String> = serde_json::from_value(l["conditions"].clone()).unwrap();
+        (c.iter().any(|c| c.starts_with("Ready=True")), l)
+    };
+    let wait_ready = |lease: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (r, l) = ready(lease);
+            if r {
+                assert_eq!(l["exporter"], "e1", "{l}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "{lease} never ready: {l}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    for (i, (name, config)) in clients.iter().enumerate() {
+        let lease = format!("{name}-lease");
+        wait_ready(&lease);
+        // Everyone behind waits.
+        for (later, _) in &clients[i + 1..] {
+            let (r, l) = ready(&format!("{later}-lease"));
+            assert!(!r, "{later} served before {name}: {l}");
+        }
+        let o = lab.shell(config, &["--lease", &lease, "--", "j", "power", "on"]);
+        assert!(
+            o.status.success(),
+            "{name}: {}{}\nexporter:\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            exporter.output()
+        );
+        lab.jmp(config, &["delete", "leases", &lease]);
+    }
+}
+
 #[test]
 fn python_lease_api_drives_the_exporter() {
     let lab = Lab::new();
