@@ -18,7 +18,7 @@ use jumpstarter_protocol::v1::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::measure::{Row, free_port, median, release_bin, time_runs};
+use crate::measure::{Row, free_port, median, path_with, release_bin, time_runs};
 use crate::{Env, Target as Goal, target};
 
 struct Daemon {
@@ -186,8 +186,9 @@ fn lease(selector: &str) -> Lease {
     }
 }
 
-pub fn controller(env: &Env, rows: &mut Vec<Row>, targets: &mut Vec<Goal>) {
-    eprintln!("controller: leases, router, 1000 exporters...");
+/// A 2-thread runtime, a fresh controller, and the identities of client `alice` and exporter
+/// `e1` (label bench=yes).
+fn one_client_one_exporter() -> (tokio::runtime::Runtime, Daemon, Dial, Vec<Identity>) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -200,15 +201,26 @@ pub fn controller(env: &Env, rows: &mut Vec<Row>, targets: &mut Vec<Goal>) {
         &["alice".into()],
         &["e1".into()],
     ));
-    let (alice, e1) = (ids[0].clone(), ids[1].clone());
+    (rt, daemon, dial, ids)
+}
+
+/// `e1` registered and Available (its first status seen), and `alice`'s lease client.
+async fn sim_and_client(daemon: &Daemon, dial: &Dial, ids: &[Identity]) -> (Sim, LeaseClient) {
+    let mut sim = Sim::start(&daemon.endpoint, dial, ids[1].clone()).await;
+    sim.next().await;
+    let client = LeaseClient::connect(&daemon.endpoint, dial.clone(), ids[0].clone())
+        .await
+        .unwrap();
+    (sim, client)
+}
+
+pub fn controller(env: &Env, rows: &mut Vec<Row>, targets: &mut Vec<Goal>) {
+    eprintln!("controller: leases, 1000 exporters...");
+    let (rt, daemon, dial, ids) = one_client_one_exporter();
     let n = env.n(10, 50);
 
     let (assigned, ready, rate) = rt.block_on(async {
-        let mut sim = Sim::start(&daemon.endpoint, &dial, e1).await;
-        sim.next().await;
-        let client = LeaseClient::connect(&daemon.endpoint, dial.clone(), alice)
-            .await
-            .unwrap();
+        let (mut sim, client) = sim_and_client(&daemon, &dial, &ids).await;
         // Lease -> exporter told (Status stream) and -> client sees Ready (tight polling).
         let mut assigned = Vec::new();
         let mut ready = Vec::new();
@@ -299,25 +311,9 @@ pub fn controller(env: &Env, rows: &mut Vec<Row>, targets: &mut Vec<Goal>) {
 /// Router throughput: a lease, Dial, Listen, the two router streams, bytes one way.
 pub fn router(env: &Env, rows: &mut Vec<Row>, targets: &mut Vec<Goal>) {
     eprintln!("router: one stream...");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let daemon = Daemon::start();
-    let dial = daemon.dial();
-    let ids = rt.block_on(identities(
-        daemon.dir.path(),
-        &["alice".into()],
-        &["e1".into()],
-    ));
-    let (alice, e1) = (ids[0].clone(), ids[1].clone());
+    let (rt, daemon, dial, ids) = one_client_one_exporter();
     let mbps = rt.block_on(async {
-        let mut sim = Sim::start(&daemon.endpoint, &dial, e1).await;
-        sim.next().await;
-        let client = LeaseClient::connect(&daemon.endpoint, dial.clone(), alice)
-            .await
-            .unwrap();
+        let (mut sim, client) = sim_and_client(&daemon, &dial, &ids).await;
         let l = client.create_lease(lease("bench=yes"), "").await.unwrap();
         sim.next().await;
         sim.report(ExporterStatus::LeaseReady).await;
@@ -518,16 +514,9 @@ fn shell_through_controller(env: &Env, daemon: &Daemon, rows: &mut Vec<Row>) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let path = |dir: &Path| {
-        format!(
-            "{}:{}",
-            dir.display(),
-            std::env::var("PATH").unwrap_or_default()
-        )
-    };
     let shell = |jmp: &Path, bin_dir: &Path| {
         let mut c = Command::new(jmp);
-        c.env("PATH", path(bin_dir))
+        c.env("PATH", path_with(bin_dir))
             .env("HOME", home.path())
             .env("_JMP_SUPPRESS_DRIVER_WARNINGS", "1")
             .args(["shell", "--client-config"])

@@ -184,16 +184,9 @@ fn cli_latency(env: &Env, rows: &mut Vec<Row>, targets: &mut Vec<Target>) {
     up_shell.stop();
 
     eprintln!("jmp shell -- j power on...");
-    let path = |dir: &Path| {
-        format!(
-            "{}:{}",
-            dir.display(),
-            std::env::var("PATH").unwrap_or_default()
-        )
-    };
     let shell = |jmp: &Path, bin_dir: &Path| {
         let mut c = Command::new(jmp);
-        c.env("PATH", path(bin_dir))
+        c.env("PATH", path_with(bin_dir))
             .arg("shell")
             .arg("--exporter-config")
             .arg(&env.config)
@@ -567,7 +560,19 @@ fn render(rows: &[Row], targets: &[Target], quick: bool, load_before: &str) -> S
          compressed dump has no figure. Upstream's `j` sometimes crashes while exiting after a\n  \
          transfer (opendal's Python binding); such runs are repeated.\n\
          * Mixed rows compare with the upstream-to-upstream figure; below 1x means the mixed pair is\n  \
-         slower than upstream alone (the Python side sets the pace).\n",
+         slower than upstream alone (the Python side sets the pace).\n\
+         * Driver host rows: the same upstream Python driver inside our Python driver host (client ->\n  \
+         our exporter -> the host) and inside upstream's exporter; the host costs one more local hop,\n  \
+         its point is that the driver works at all, next to native drivers.\n\
+         * Controller rows: our `jmp-controller` in its own process, with exporters and clients that\n  \
+         speak the real wire protocol over TLS. Upstream's controller needs Kubernetes, so there is\n  \
+         no upstream column, except for `jmp shell --client`: ours (with our `j`) and upstream's\n  \
+         (with upstream's `j`) against the same controller and the same exporter (ours).\n\
+         * Router: one stream from a client through the router to an exporter, each hop TLS over\n  \
+         loopback, so every byte is encrypted and decrypted twice and crosses the kernel four times\n  \
+         on two shared cores. The reference row moves the same bytes over the same hops through a\n  \
+         bare TLS relay with 1 MiB buffers and nothing else (no HTTP/2, no gRPC): no router can beat\n  \
+         it on this machine.\n",
     );
     md
 }

@@ -53,6 +53,15 @@ pub fn p90(mut v: Vec<f64>) -> f64 {
 }
 
 /// Wall time of `n` runs of a command (after one warm-up run), in milliseconds.
+/// `$PATH` with `dir` in front (so a shell's `j` is the one in `dir`).
+pub fn path_with(dir: &Path) -> String {
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 pub fn time_runs(n: usize, mut make: impl FnMut() -> Command) -> Vec<f64> {
     let run = |cmd: &mut Command| {
         let st = cmd

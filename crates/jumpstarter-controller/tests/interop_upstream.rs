@@ -131,6 +131,24 @@ impl Lab {
         text
     }
 
+    /// Upstream's `jmp create lease -l SELECTOR --duration 1h --lease-id ID -o name`; returns
+    /// the name it prints.
+    fn create_lease(&self, client: &Path, selector: &str, id: &str) -> String {
+        let args = [
+            "create",
+            "lease",
+            "-l",
+            selector,
+            "--duration",
+            "1h",
+            "--lease-id",
+            id,
+            "-o",
+            "name",
+        ];
+        self.jmp(client, &args).trim().to_string()
+    }
+
     fn lease_state(&self, name: &str) -> serde_json::Value {
         self.leases()
             .as_array()
@@ -235,22 +253,8 @@ fn upstream_cli_creates_lists_filters_and_deletes_leases() {
     let exporter = lab.run_exporter(&e1);
     lab.wait_available("e1", &exporter);
 
-    let name = lab.jmp(
-        &alice,
-        &[
-            "create",
-            "lease",
-            "-l",
-            "env=lab,board=rpi",
-            "--duration",
-            "1h",
-            "--lease-id",
-            "my-lease",
-            "-o",
-            "name",
-        ],
-    );
-    assert_eq!(name.trim(), "my-lease");
+    let name = lab.create_lease(&alice, "env=lab,board=rpi", "my-lease");
+    assert_eq!(name, "my-lease");
 
     let json = lab.jmp(&alice, &["get", "leases", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -299,22 +303,7 @@ fn competing_upstream_clients_are_served_first_come_first_served() {
         .collect();
     for (name, config) in &clients {
         let lease = format!("{name}-lease");
-        let got = lab.jmp(
-            config,
-            &[
-                "create",
-                "lease",
-                "-l",
-                "board=rpi",
-                "--duration",
-                "1h",
-                "--lease-id",
-                &lease,
-                "-o",
-                "name",
-            ],
-        );
-        assert_eq!(got.trim(), lease);
+        assert_eq!(lab.create_lease(config, "board=rpi", &lease), lease);
     }
     let ready = |lease: &str| {
         let l = lab.lease_state(lease);
@@ -427,19 +416,7 @@ fn an_exporter_killed_mid_lease_goes_offline_and_comes_back_to_its_lease() {
     let alice = lab.client("alice");
     let mut exporter = lab.run_exporter(&e1);
     lab.wait_available("e1", &exporter);
-    lab.jmp(
-        &alice,
-        &[
-            "create",
-            "lease",
-            "-l",
-            "board=rpi",
-            "--duration",
-            "1h",
-            "--lease-id",
-            "held",
-        ],
-    );
+    lab.create_lease(&alice, "board=rpi", "held");
     lab.wait_exporter("e1", "took the lease", |e| e["status"] == "LeaseReady");
     exporter.kill();
     lab.wait_exporter("e1", "went offline", |e| {
@@ -470,19 +447,7 @@ fn a_controller_restarted_mid_lease_keeps_the_lease() {
     let alice = lab.client("alice");
     let exporter = lab.run_exporter(&e1);
     lab.wait_available("e1", &exporter);
-    lab.jmp(
-        &alice,
-        &[
-            "create",
-            "lease",
-            "-l",
-            "board=rpi",
-            "--duration",
-            "1h",
-            "--lease-id",
-            "kept",
-        ],
-    );
+    lab.create_lease(&alice, "board=rpi", "kept");
     lab.wait_exporter("e1", "took the lease", |e| e["status"] == "LeaseReady");
 
     let endpoint = lab.ctl.endpoint.clone();
