@@ -16,7 +16,7 @@ use jumpstarter_protocol::v1::{
     DriverInstanceReport, ExporterStatus, ListenRequest, RegisterRequest, ReportStatusRequest,
     StatusRequest, StatusResponse,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::measure::{Row, free_port, median, path_with, release_bin, time_runs};
 use crate::{Env, Target as Goal, target};
@@ -330,19 +330,10 @@ pub fn router(env: &Env, rows: &mut Vec<Row>, targets: &mut Vec<Goal>) {
         let d2 = dial.clone();
         let exporter_side = tokio::spawn(async move {
             let m = listen.next().await.unwrap().unwrap();
-            let mut io = router_stream(&m.router_endpoint, &m.router_token, &d2)
+            let io = router_stream(&m.router_endpoint, &m.router_token, &d2)
                 .await
                 .unwrap();
-            let mut buf = vec![0u8; 1 << 20];
-            let mut got = 0usize;
-            loop {
-                let n = io.read(&mut buf).await.unwrap();
-                if n == 0 {
-                    break;
-                }
-                got += n;
-            }
-            got
+            drain(io).await
         });
         let ch = {
             // Dial through the controller, then the client's half of the tunnel.
@@ -363,15 +354,12 @@ pub fn router(env: &Env, rows: &mut Vec<Row>, targets: &mut Vec<Goal>) {
         let mut io = router_stream(&ch.router_endpoint, &ch.router_token, &dial)
             .await
             .unwrap();
-        let chunk = vec![7u8; 1 << 20];
         let t = Instant::now();
-        let mut sent = 0usize;
-        while sent < size {
-            io.write_all(&chunk).await.unwrap();
-            sent += chunk.len();
-        }
-        io.shutdown().await.unwrap();
+        fill(&mut io, size).await;
+        // Dropping the stream now would cancel it (and the router ends both sides at once):
+        // keep it until the exporter side has read everything.
         let got = exporter_side.await.unwrap();
+        drop(io);
         let secs = t.elapsed().as_secs_f64();
         assert_eq!(got, size);
         size as f64 / secs / 1e6
@@ -400,6 +388,30 @@ pub fn router(env: &Env, rows: &mut Vec<Row>, targets: &mut Vec<Goal>) {
     );
 }
 
+/// Reads to the end in 1 MiB reads; returns the byte count.
+async fn drain(mut from: impl AsyncRead + Unpin) -> usize {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = 0usize;
+    loop {
+        let n = from.read(&mut buf).await.unwrap();
+        if n == 0 {
+            return got;
+        }
+        got += n;
+    }
+}
+
+/// Writes `size` bytes in 1 MiB writes, then shuts the writer down.
+async fn fill(to: &mut (impl AsyncWrite + Unpin), size: usize) {
+    let chunk = vec![7u8; 1 << 20];
+    let mut sent = 0usize;
+    while sent < size {
+        to.write_all(&chunk).await.unwrap();
+        sent += chunk.len();
+    }
+    to.shutdown().await.unwrap();
+}
+
 /// What the machine allows a relay: sender -> TLS -> relay -> TLS -> receiver over loopback
 /// TCP, moving bytes with 1 MiB buffers and nothing else (the controller's certificate, the
 /// same TLS stack and provider). The router does this plus HTTP/2 and gRPC framing.
@@ -418,16 +430,7 @@ async fn tls_relay_floor(daemon: &Daemon, dial: &Dial, size: usize) -> f64 {
     let a = acceptor.clone();
     let receiver = tokio::spawn(async move {
         let (tcp, _) = sink.accept().await.unwrap();
-        let mut tls = a.accept(tcp).await.unwrap();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut got = 0usize;
-        loop {
-            let n = tls.read(&mut buf).await.unwrap();
-            if n == 0 {
-                break got;
-            }
-            got += n;
-        }
+        drain(a.accept(tcp).await.unwrap()).await
     });
     let (c, n) = (connector.clone(), name.clone());
     let relay_task = tokio::spawn(async move {
@@ -445,18 +448,16 @@ async fn tls_relay_floor(daemon: &Daemon, dial: &Dial, size: usize) -> f64 {
             to.write_all(&buf[..k]).await.unwrap();
         }
         to.shutdown().await.unwrap();
+        // Read what the sink sends back (TLS session tickets) until it closes: closing this
+        // socket with unread data would reset the connection under the sink.
+        let mut rest = [0u8; 4096];
+        while matches!(to.read(&mut rest).await, Ok(n) if n > 0) {}
     });
     let tcp = TcpStream::connect(relay_addr).await.unwrap();
     tcp.set_nodelay(true).unwrap();
     let mut tls = connector.connect(name, tcp).await.unwrap();
-    let chunk = vec![7u8; 1 << 20];
     let t = Instant::now();
-    let mut sent = 0usize;
-    while sent < size {
-        tls.write_all(&chunk).await.unwrap();
-        sent += chunk.len();
-    }
-    tls.shutdown().await.unwrap();
+    fill(&mut tls, size).await;
     let got = receiver.await.unwrap();
     relay_task.await.unwrap();
     assert_eq!(got, size);
