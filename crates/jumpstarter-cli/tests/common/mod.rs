@@ -1,6 +1,8 @@
 //! Helpers for tests that run the real binaries and the pinned upstream Python packages.
 #![allow(dead_code)]
 
+pub mod ctl;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
