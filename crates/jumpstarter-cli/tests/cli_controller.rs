@@ -353,6 +353,83 @@ fn lease_commands_and_output_formats() {
     );
 }
 
+/// A shell that created its lease ends the session first (EndSession): the exporter runs
+/// its afterLease hook while the shell still listens, so the hook's output reaches the user
+/// and the hook is done when the shell exits; a failing hook makes the shell fail.
+#[test]
+fn shell_ends_the_session_so_after_lease_runs_while_it_listens() {
+    let lab = Lab::new();
+    let e1 = lab.exporter_config("e1", &[("board", "rpi")]);
+    let mark = lab.root.join("after-ran");
+    let with_hook = |script: &str| {
+        let text = std::fs::read_to_string(&e1).unwrap();
+        assert!(text.contains("  afterLease: null\n"), "{text}");
+        let hook =
+            format!("  afterLease:\n    script: |\n      {script}\n    onFailure: endLease\n");
+        std::fs::write(&e1, text.replace("  afterLease: null\n", &hook)).unwrap();
+    };
+    with_hook(&format!(
+        "sleep 0.3; j power off; echo AFTER-HOOK-OUTPUT; touch {}",
+        mark.display()
+    ));
+    lab.client_config("alice");
+    // The hook's `j` is ours.
+    let path = path_with_ours();
+    let hook_env = [("PATH", Path::new(&path))];
+    let (exporter, log) = lab.exporter_env(jmp(), &e1, "ours", &hook_env);
+    lab.wait_status("e1", "Available", &log);
+    let shell = || {
+        lab.jmp(&[
+            "shell",
+            "--client",
+            "alice",
+            "--selector",
+            "board=rpi",
+            "--",
+            "j",
+            "power",
+            "on",
+        ])
+    };
+    let o = shell();
+    let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{all}\nexporter:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // Done before the shell returned, and its output came through the shell's log stream.
+    assert!(mark.exists(), "{all}");
+    assert!(all.contains("AFTER-HOOK-OUTPUT"), "{all}");
+    assert!(!all.contains("not found"), "{all}");
+    assert!(
+        all.find("Releasing Lease").unwrap() > all.find("AFTER-HOOK-OUTPUT").unwrap(),
+        "the lease was released before the hook ran:\n{all}"
+    );
+    lab.wait_no_leases("alice");
+    lab.wait_status("e1", "Available", &log);
+    drop(exporter);
+
+    // A failing afterLease hook: the command succeeded, the shell reports the hook's failure.
+    let text_now = std::fs::read_to_string(&e1).unwrap();
+    let start = text_now.find("  afterLease:\n").unwrap();
+    let end = text_now[start..].find("    onFailure: endLease\n").unwrap() + start;
+    let restored = format!(
+        "{}  afterLease: null\n{}",
+        &text_now[..start],
+        &text_now[end + "    onFailure: endLease\n".len()..]
+    );
+    std::fs::write(&e1, restored).unwrap();
+    with_hook("exit 3");
+    let (_exporter, log) = lab.exporter_env(jmp(), &e1, "failing", &hook_env);
+    lab.wait_status("e1", "Available", &log);
+    let o = shell();
+    let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(1), "{all}");
+    assert!(all.contains("afterLease hook failed"), "{all}");
+    lab.wait_no_leases("alice");
+}
+
 #[test]
 fn shell_leases_runs_j_releases_and_propagates_exit_codes() {
     let lab = Lab::new();

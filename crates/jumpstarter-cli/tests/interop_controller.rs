@@ -201,3 +201,43 @@ fn our_client_library_leases_dials_and_calls_our_exporter() {
     });
     lab.wait_status("e1", "Available", &log);
 }
+
+/// Upstream's shell ends the session it created (EndSession) and waits for AVAILABLE: our
+/// exporter runs the afterLease hook right then, so upstream's shell shows its output and
+/// returns only after it.
+#[test]
+fn upstream_shell_ends_the_session_and_sees_our_after_lease_hook() {
+    let lab = Lab::new();
+    let e1 = lab.exporter_config("e1", &[("board", "rpi")]);
+    let mark = lab.root.join("after-ran");
+    let text_before = std::fs::read_to_string(&e1).unwrap();
+    assert!(
+        text_before.contains("  afterLease: null\n"),
+        "{text_before}"
+    );
+    let hook = format!(
+        "  afterLease:\n    script: |\n      sleep 0.3; echo AFTER-HOOK-OUTPUT; touch {}\n",
+        mark.display()
+    );
+    std::fs::write(&e1, text_before.replace("  afterLease: null\n", &hook)).unwrap();
+    let alice = lab.client_config("alice");
+    let (_exporter, log) = lab.our_exporter(&e1);
+    lab.wait_status("e1", "Available", &log);
+    let o = lab.upstream_shell(
+        &alice,
+        &path_with_upstream(),
+        &["--selector", "board=rpi", "--", "j", "power", "on"],
+    );
+    let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{all}\nexporter:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(
+        mark.exists(),
+        "the hook had not run when the shell returned:\n{all}"
+    );
+    assert!(all.contains("AFTER-HOOK-OUTPUT"), "{all}");
+    lab.wait_status("e1", "Available", &log);
+}

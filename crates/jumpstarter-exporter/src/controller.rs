@@ -8,6 +8,8 @@
 //!                     stream becomes one connection of the session), beforeLease hook,
 //!                     LEASE_READY; session status changes are reported as they happen
 //!   leased=false   -> afterLease hook, ReleaseLease(L), AVAILABLE, session closed
+//!   EndSession     -> afterLease hook at once (the client still listening), AVAILABLE,
+//!                     1 s, ReleaseLease(L); leased=false then finds the hook done
 //! ```
 //!
 //! When the controller goes away the current lease keeps running (its router tunnels do not
@@ -15,6 +17,8 @@
 //! for ever; upstream gives up after ~8 s and relies on a supervisor). The first Status
 //! message after a reconnect says whether the lease is still ours.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -27,8 +31,8 @@ use jumpstarter_core::socket::SocketDir;
 use jumpstarter_core::transport::{Dial, H2Channel, Target};
 use jumpstarter_protocol::v1::controller_service_client::ControllerServiceClient;
 use jumpstarter_protocol::v1::{
-    ExporterStatus, ListenRequest, RegisterRequest, ReleaseLeaseRequest, ReportStatusRequest,
-    StatusRequest, UnregisterRequest,
+    EndSessionResponse, ExporterStatus, ListenRequest, RegisterRequest, ReleaseLeaseRequest,
+    ReportStatusRequest, StatusRequest, UnregisterRequest,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -43,6 +47,9 @@ use crate::{Exporter, ExporterError};
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
 pub const MIN_BACKOFF: Duration = Duration::from_millis(500);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// After an EndSession's afterLease phase, how long before the release is requested
+/// (upstream's pause, so the client sees AVAILABLE before its tunnel goes).
+const RELEASE_AFTER_END_SESSION: Duration = Duration::from_secs(1);
 
 /// Why controller mode cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +130,10 @@ struct ActiveLease {
     _hook_dir: SocketDir,
     env: HookEnv,
     ready: bool,
+    /// Set by whoever runs the afterLease phase first: a client's EndSession or the lease's end.
+    after_claimed: Arc<AtomicBool>,
+    /// The afterLease phase started by EndSession (it ends with a release request).
+    early_end: tokio::task::JoinHandle<Option<HookPhase>>,
 }
 
 impl Exporter {
@@ -359,6 +370,46 @@ impl Exporter {
             }
             HookPhase::Exit(_) => (false, Some(Outcome::HookExit(HookKind::BeforeLease))),
         };
+        // EndSession (a client's shell is done): afterLease now, while the client still
+        // listens (its output reaches the client's log stream), then ask the controller to
+        // release the lease; the lease's end then finds the phase done.
+        let after_claimed = Arc::new(AtomicBool::new(false));
+        let (end_tx, mut end_rx) = mpsc::channel::<()>(1);
+        let claimed = after_claimed.clone();
+        session.set_end_session_handler(Arc::new(move || {
+            if !claimed.swap(true, Ordering::SeqCst) {
+                let _ = end_tx.try_send(());
+            }
+            Box::pin(async {
+                EndSessionResponse {
+                    success: true,
+                    message: Some(
+                        "Session end triggered, afterLease hook running asynchronously".into(),
+                    ),
+                }
+            })
+        }));
+        let early_end = {
+            let (session, env, link, lease) =
+                (session.clone(), env.clone(), link.clone(), name.to_string());
+            let hook = if ready {
+                self.config().hooks.after_lease.clone()
+            } else {
+                None
+            };
+            let (force, lease_cancel) = (control.force.clone(), cancel.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    r = end_rx.recv() => r?,
+                    _ = lease_cancel.cancelled() => return None,
+                }
+                tracing::info!(lease = %lease, "EndSession: running afterLease before the release");
+                let phase = after_lease(&session, hook.as_ref(), &env, &force).await;
+                tokio::time::sleep(RELEASE_AFTER_END_SESSION).await;
+                release(&link, &lease).await;
+                Some(phase)
+            })
+        };
         Ok((
             ActiveLease {
                 name: name.to_string(),
@@ -369,6 +420,8 @@ impl Exporter {
                 _hook_dir: hook_dir,
                 env,
                 ready,
+                after_claimed,
+                early_end,
             },
             outcome,
         ))
@@ -376,20 +429,29 @@ impl Exporter {
 
     async fn end_lease(&self, link: &Link, l: ActiveLease, control: &Control) {
         tracing::info!(lease = %l.name, "lease ended");
-        if l.ready {
-            let after = after_lease(
-                &l.session,
-                self.config().hooks.after_lease.as_ref(),
-                &l.env,
-                &control.force,
-            )
-            .await;
-            if matches!(after, HookPhase::Exit(_)) {
-                control.stop();
-            }
+        let after = if l.after_claimed.swap(true, Ordering::SeqCst) {
+            // EndSession started the afterLease phase: let it finish.
+            l.early_end.await.ok().flatten()
         } else {
-            l.session
-                .set_status(ExporterStatus::Available, "Available for new lease");
+            l.early_end.abort();
+            if l.ready {
+                Some(
+                    after_lease(
+                        &l.session,
+                        self.config().hooks.after_lease.as_ref(),
+                        &l.env,
+                        &control.force,
+                    )
+                    .await,
+                )
+            } else {
+                l.session
+                    .set_status(ExporterStatus::Available, "Available for new lease");
+                None
+            }
+        };
+        if matches!(after, Some(HookPhase::Exit(_))) {
+            control.stop();
         }
         release(link, &l.name).await;
         // The last status (AVAILABLE) is reported before the reporter stops.

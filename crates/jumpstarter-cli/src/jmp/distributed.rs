@@ -34,6 +34,8 @@ const USAGE: &str = "jmp shell [OPTIONS] [COMMAND]...";
 const POLL: Duration = Duration::from_millis(250);
 /// How often a running shell checks whether its lease ended (upstream: every 30 s).
 const LEASE_CHECK: Duration = Duration::from_secs(1);
+/// How long the shell waits for the exporter's afterLease hook after EndSession.
+const AFTER_LEASE_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub struct DistributedShell<'a> {
     pub config: ClientConfig,
@@ -117,7 +119,8 @@ pub async fn run(args: DistributedShell<'_>) -> i32 {
             return if code == 2 { 2 } else { c };
         }
     };
-    let code = connected(&client, &lease, &args, &mut int).await;
+    // Only a lease this shell created gets an EndSession (upstream's rule).
+    let code = connected(&client, &lease, &args, &mut int, owned.is_some()).await;
     if let Some(o) = owned {
         o.release().await;
     }
@@ -270,6 +273,7 @@ async fn connected(
     lease: &Lease,
     args: &DistributedShell<'_>,
     int: &mut tokio::signal::unix::Signal,
+    end_session: bool,
 ) -> i32 {
     let name = lease
         .name
@@ -354,16 +358,75 @@ async fn connected(
         ("JMP_LEASE", name.clone().into()),
         ("JMP_EXPORTER_LABELS", labels.into()),
     ];
-    let code = run_child_until(
-        args.command,
-        &exporter,
-        &env,
-        lease_end(client.clone(), name),
-    )
-    .await;
+    let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = {
+        let (client, ended) = (client.clone(), ended.clone());
+        async move {
+            lease_end(client, name).await;
+            ended.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    };
+    let mut code = run_child_until(args.command, &exporter, &env, watch).await;
+    if end_session && !ended.load(std::sync::atomic::Ordering::SeqCst) {
+        // The exporter runs its afterLease hook now; its output reaches us through `logs`.
+        if let Err(m) = finish_session(&session).await {
+            eprintln!("Error: {m}");
+            if code == 0 {
+                code = 1;
+            }
+        }
+    }
     logs.abort();
     forwarder.stop().await;
     code
+}
+
+/// EndSession and the wait for the afterLease hook (protocol notes §6.2 step 5): a probe
+/// GetStatus must read LEASE_READY or AFTER_LEASE_HOOK; then EndSession; when it succeeds,
+/// wait until AVAILABLE (done) or AFTER_LEASE_HOOK_FAILED (the error). An exporter that does
+/// not answer, or no longer does, counts as done.
+async fn finish_session(session: &Client) -> Result<(), String> {
+    use jumpstarter_protocol::v1::ExporterStatus;
+    let status = |s: &jumpstarter_protocol::v1::GetStatusResponse| {
+        ExporterStatus::try_from(s.status).unwrap_or_default()
+    };
+    match tokio::time::timeout(Duration::from_secs(5), session.get_status()).await {
+        Ok(Ok(s))
+            if matches!(
+                status(&s),
+                ExporterStatus::LeaseReady | ExporterStatus::AfterLeaseHook
+            ) => {}
+        _ => return Ok(()),
+    }
+    match tokio::time::timeout(Duration::from_secs(10), session.end_session()).await {
+        Ok(Ok(r)) if r.success => {}
+        _ => return Ok(()),
+    }
+    let deadline = Instant::now() + AFTER_LEASE_TIMEOUT;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), session.get_status()).await {
+            Ok(Ok(s)) => match status(&s) {
+                ExporterStatus::Available => return Ok(()),
+                ExporterStatus::AfterLeaseHookFailed => {
+                    return Err(s
+                        .message
+                        .filter(|m| !m.is_empty())
+                        .unwrap_or_else(|| "afterLease hook failed".into()));
+                }
+                _ => {}
+            },
+            _ => return Ok(()),
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "Timeout waiting for afterLease hook ({} s)",
+                AFTER_LEASE_TIMEOUT.as_secs()
+            ));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
 }
 
 /// Completes when the lease has ended (expired, released elsewhere, or taken away); says
