@@ -34,7 +34,7 @@ use jumpstarter_protocol::v1::{
     EndSessionResponse, ExporterStatus, ListenRequest, RegisterRequest, ReleaseLeaseRequest,
     ReportStatusRequest, StatusRequest, UnregisterRequest,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Request;
@@ -132,8 +132,10 @@ struct ActiveLease {
     ready: bool,
     /// Set by whoever runs the afterLease phase first: a client's EndSession or the lease's end.
     after_claimed: Arc<AtomicBool>,
-    /// The afterLease phase started by EndSession (it ends with a release request).
-    early_end: tokio::task::JoinHandle<Option<HookPhase>>,
+    /// The afterLease phase started by EndSession (it ends with a release request), and
+    /// its result once the hook is done.
+    early_end: tokio::task::JoinHandle<()>,
+    early_phase: oneshot::Receiver<HookPhase>,
 }
 
 impl Exporter {
@@ -389,6 +391,7 @@ impl Exporter {
                 }
             })
         }));
+        let (phase_tx, early_phase) = oneshot::channel();
         let early_end = {
             let (session, env, link, lease) =
                 (session.clone(), env.clone(), link.clone(), name.to_string());
@@ -400,14 +403,14 @@ impl Exporter {
             let (force, lease_cancel) = (control.force.clone(), cancel.clone());
             tokio::spawn(async move {
                 tokio::select! {
-                    r = end_rx.recv() => r?,
-                    _ = lease_cancel.cancelled() => return None,
+                    r = end_rx.recv() => if r.is_none() { return },
+                    _ = lease_cancel.cancelled() => return,
                 }
                 tracing::info!(lease = %lease, "EndSession: running afterLease before the release");
                 let phase = after_lease(&session, hook.as_ref(), &env, &force).await;
+                let _ = phase_tx.send(phase);
                 tokio::time::sleep(RELEASE_AFTER_END_SESSION).await;
                 release(&link, &lease).await;
-                Some(phase)
             })
         };
         Ok((
@@ -422,6 +425,7 @@ impl Exporter {
                 ready,
                 after_claimed,
                 early_end,
+                early_phase,
             },
             outcome,
         ))
@@ -430,8 +434,11 @@ impl Exporter {
     async fn end_lease(&self, link: &Link, l: ActiveLease, control: &Control) {
         tracing::info!(lease = %l.name, "lease ended");
         let after = if l.after_claimed.swap(true, Ordering::SeqCst) {
-            // EndSession started the afterLease phase: let it finish.
-            l.early_end.await.ok().flatten()
+            // EndSession started the afterLease phase: let the hook finish. Its pending
+            // release request is moot now that the lease has ended.
+            let phase = l.early_phase.await.ok();
+            l.early_end.abort();
+            phase
         } else {
             l.early_end.abort();
             if l.ready {
