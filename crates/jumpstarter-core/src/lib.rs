@@ -10,6 +10,7 @@
 //!   session (what `jmp shell --tls-grpc` gives `j`).
 //! * [`resource`]: resource handles (flash/dump transfers), encodings, presigned HTTP.
 //! * [`remote`]: subtrees served by a driver host process, grafted and relayed.
+//! * [`limits`]: every resource bound (connections, timeouts, handles, buffers), in one place.
 //! * [`logs`]: what `LogStream` serves.
 //! * [`testing`]: `serve(tree)`, a driver tree behind a real session on a temporary socket.
 
@@ -18,6 +19,7 @@ pub mod client;
 pub mod controller;
 pub mod driver;
 pub mod forward;
+pub mod limits;
 pub mod logs;
 pub mod registry;
 pub mod remote;
