@@ -217,6 +217,7 @@ fn transfer(
     }
     let total = upload
         .and_then(|p| std::fs::metadata(p).ok())
+        .filter(|m| m.is_file())
         .map(|m| m.len());
     let bar = progress_bar(total);
     let progress = bar
@@ -225,18 +226,24 @@ fn transfer(
     Ok((Transfer { encoding, progress }, bar))
 }
 
-/// The encoding a local file's name or first bytes suggest.
+/// The encoding a local file's name or first bytes suggest. Only a regular file is read
+/// ahead: the bytes of a pipe, FIFO or terminal (`/dev/stdin`) can be read once only, and the
+/// upload opens the source again.
 fn sniff(path: &Path) -> Option<Encoding> {
     use std::io::Read;
+    let by_name = || {
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(Encoding::from_file_name)
+    };
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return by_name();
+    }
     let mut head = [0u8; 8];
     let n = std::fs::File::open(path)
         .and_then(|mut f| f.read(&mut head))
         .unwrap_or(0);
-    Encoding::from_magic(&head[..n]).or_else(|| {
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .and_then(Encoding::from_file_name)
-    })
+    Encoding::from_magic(&head[..n]).or_else(by_name)
 }
 
 fn progress_bar(total: Option<u64>) -> Option<indicatif::ProgressBar> {
