@@ -379,3 +379,70 @@ async fn a_gib_flashes_byte_identical_with_and_without_compression() {
         "zstd dump"
     );
 }
+
+/// A source that can be read once (a pipe, a FIFO written slowly) arrives whole: `j` must not
+/// read ahead of the upload to guess its compression.
+#[tokio::test]
+async fn flash_from_a_pipe_or_a_slow_fifo_keeps_every_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let data = image(1_000_000);
+    std::fs::write(dir.path().join("img.raw"), &data).unwrap();
+    let script = "set -e
+        cat img.raw | j storage flash /dev/stdin
+        j storage dump piped.raw
+        mkfifo slow.fifo
+        (i=0; while [ $i -lt 40 ]; do dd if=img.raw bs=4096 skip=$i count=1 2>/dev/null; sleep 0.01; i=$((i+1)); done) > slow.fifo &
+        j storage flash slow.fifo
+        wait
+        j storage dump fifo.raw";
+    let out = shell(&cfg, script);
+    ok(&out);
+    assert_eq!(std::fs::read(dir.path().join("piped.raw")).unwrap(), data);
+    let fifo = std::fs::read(dir.path().join("fifo.raw")).unwrap();
+    assert_eq!(fifo.len(), 40 * 4096);
+    assert_eq!(fifo, data[..40 * 4096]);
+}
+
+/// Killed processes leave no files behind: mock media have no name in the temporary
+/// directory, and a dump has a name only once it is complete.
+#[test]
+fn killed_exporter_and_dump_leave_no_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    std::fs::write(dir.path().join("img.raw"), image(32 << 20)).unwrap();
+    let script = "j storage flash img.raw && j flasher flash img.raw || exit 9
+        j storage dump out.raw & pid=$!
+        sleep 0.1; ls -a . > during.txt; kill -9 $pid; wait
+        ls -a \"$TMPDIR\" > media.txt
+        kill -9 $PPID";
+    let mut cmd = Command::new(jmp());
+    clean(&mut cmd)
+        .current_dir(dir.path())
+        .env("PATH", path_with_ours())
+        .env("TMPDIR", &tmp)
+        .arg("shell")
+        .arg("--exporter-config")
+        .arg(&cfg)
+        .args(["--", "sh", "-c", script]);
+    let out = run_timeout(&mut cmd, T);
+    assert_ne!(out.status.code(), Some(9), "{}", text(&out.stderr));
+    let media = std::fs::read_to_string(dir.path().join("media.txt")).unwrap();
+    let during = std::fs::read_to_string(dir.path().join("during.txt")).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let after: Vec<String> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .chain(std::fs::read_dir(dir.path()).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for listing in [media.as_str(), during.as_str(), &after.join("\n")] {
+        assert!(
+            !listing.contains("jumpstarter-mux")
+                && !listing.contains("jumpstarter-flasher")
+                && !listing.contains(".jumpstarter-dump"),
+            "{listing}"
+        );
+    }
+}

@@ -61,10 +61,35 @@ pub enum MuxState {
     Dut,
 }
 
-/// `MockStorageMux` / `MockStorageMuxFlasher`: the medium is a temporary file.
+/// A mock medium: an unnamed temporary file (unlinked from the start, so nothing is left in
+/// the temporary directory when the exporter is killed), reached through `/proc/self/fd/N`
+/// so every operation opens it afresh with an offset of its own.
+struct Medium {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Medium {
+    fn new() -> std::io::Result<Medium> {
+        use std::os::fd::AsRawFd;
+        let file = tempfile::tempfile()?;
+        let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        // Fails without /proc: say so now rather than at the first flash.
+        std::fs::metadata(&path)?;
+        Ok(Medium { file, path })
+    }
+}
+
+impl std::fmt::Debug for Medium {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Medium").field("file", &self.file).finish()
+    }
+}
+
+/// `MockStorageMux` / `MockStorageMuxFlasher`: the medium is an unnamed temporary file.
 pub struct MockStorageMux {
     client: &'static str,
-    file: tempfile::NamedTempFile,
+    medium: Medium,
     state: std::sync::Mutex<MuxState>,
     logger: Logger,
 }
@@ -73,17 +98,15 @@ impl MockStorageMux {
     pub fn new(client: &'static str, logger: Logger) -> std::io::Result<MockStorageMux> {
         Ok(MockStorageMux {
             client,
-            file: tempfile::Builder::new()
-                .prefix("jumpstarter-mux-")
-                .tempfile()?,
+            medium: Medium::new()?,
             state: std::sync::Mutex::new(MuxState::Off),
             logger,
         })
     }
 
-    /// The file standing in for the storage medium.
+    /// Where this process can open the medium (`/proc/self/fd/N`; the file has no name).
     pub fn path(&self) -> &Path {
-        self.file.path()
+        &self.medium.path
     }
 
     pub fn state(&self) -> MuxState {
@@ -192,31 +215,46 @@ impl Driver for MockStorageMux {
     }
 }
 
-/// `MockFlasher`: each target is a file `<tempdir>/<target or "default">`.
+/// `MockFlasher`: each target (`default` unless named) is an unnamed temporary file, created
+/// by its first flash.
 pub struct MockFlasher {
-    dir: tempfile::TempDir,
+    targets: std::sync::Mutex<std::collections::HashMap<String, Medium>>,
     logger: Logger,
 }
 
 impl MockFlasher {
     pub fn new(logger: Logger) -> std::io::Result<MockFlasher> {
         Ok(MockFlasher {
-            dir: tempfile::Builder::new()
-                .prefix("jumpstarter-flasher-")
-                .tempdir()?,
+            targets: Default::default(),
             logger,
         })
     }
 
-    /// The file holding a target's image.
-    pub fn target_path(&self, target: Option<&str>) -> Result<PathBuf, DriverError> {
+    /// Where this process can open a target's image (`/proc/self/fd/N`); with `create`, a
+    /// target not flashed yet gets an empty image, otherwise it is `None`.
+    pub fn target_path(
+        &self,
+        target: Option<&str>,
+        create: bool,
+    ) -> Result<Option<PathBuf>, DriverError> {
         let name = target.unwrap_or("default");
         if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
             return Err(DriverError::invalid(format!(
                 "invalid target name '{name}'"
             )));
         }
-        Ok(self.dir.path().join(name))
+        let mut targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = targets.get(name) {
+            return Ok(Some(m.path.clone()));
+        }
+        if !create {
+            return Ok(None);
+        }
+        let medium = Medium::new()
+            .map_err(|e| DriverError::io(format!("cannot create target '{name}'"), e))?;
+        let path = medium.path.clone();
+        targets.insert(name.to_owned(), medium);
+        Ok(Some(path))
     }
 }
 
@@ -237,21 +275,22 @@ impl Driver for MockFlasher {
         ctx: &CallContext,
     ) -> Result<Value, DriverError> {
         let target: Option<String> = args.get_or(1, "partition", None)?;
-        let path = self.target_path(target.as_deref())?;
         let handle = args.raw(0).unwrap_or(&Value::Null);
+        let name = target.as_deref().unwrap_or("default");
         match method {
             "flash" => {
+                let path = self
+                    .target_path(target.as_deref(), true)?
+                    .unwrap_or_default();
                 let n = resource_into_file(ctx, handle, &path).await?;
-                self.logger
-                    .debug(format!("flashed {n} bytes to {}", path.display()));
+                self.logger.debug(format!("flashed {n} bytes to {name}"));
             }
             "dump" => {
-                if !path.exists() {
+                let Some(path) = self.target_path(target.as_deref(), false)? else {
                     return Err(DriverError::Other(format!(
-                        "nothing was flashed to target '{}'",
-                        target.as_deref().unwrap_or("default")
+                        "nothing was flashed to target '{name}'"
                     )));
-                }
+                };
                 file_into_resource(ctx, handle, &path).await?;
             }
             other => return Err(DriverError::method_not_found(other)),
@@ -346,7 +385,8 @@ async fn send_source(
     }
 }
 
-/// Receives into `path` atomically: a temporary file next to it, renamed on success.
+/// Receives into `path` atomically: the data goes to a file in the same directory that gets a
+/// name only once it is complete, then is renamed over `path`.
 async fn receive_into(
     driver: &DriverClient,
     method: &str,
@@ -358,33 +398,101 @@ async fn receive_into(
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(".jumpstarter-dump-")
-        .tempfile_in(&dir)
-        .map_err(|e| {
-            ClientError::Io(std::io::Error::new(
-                e.kind(),
-                format!("{}: {e}", dir.display()),
-            ))
-        })?;
-    let (file, tmp_path) = tmp.into_parts();
-    let file = tokio::fs::File::from_std(file);
+    let in_dir = |e: std::io::Error| {
+        ClientError::Io(std::io::Error::new(
+            e.kind(),
+            format!("{}: {e}", dir.display()),
+        ))
+    };
+    let partial = Partial::new(&dir).map_err(in_dir)?;
+    let file = tokio::fs::File::from_std(partial.file().map_err(in_dir)?);
     let args = move |h| std::iter::once(h).chain(extra).collect();
-    let result = driver
+    let v = driver
         .download(method, args, file, opts.encoding, opts.progress.clone())
-        .await;
-    match result {
-        Ok(v) => {
-            tmp_path.persist(path).map_err(|e| {
-                ClientError::Io(std::io::Error::new(
-                    e.error.kind(),
-                    format!("{}: {}", path.display(), e.error),
-                ))
-            })?;
-            Ok(v)
+        .await?;
+    partial.persist(&dir, path).map_err(|e| {
+        ClientError::Io(std::io::Error::new(
+            e.kind(),
+            format!("{}: {e}", path.display()),
+        ))
+    })?;
+    Ok(v)
+}
+
+/// A download until it is complete. On Linux it is an unnamed file (`O_TMPFILE`) in the
+/// destination's directory, linked in only when done, so a `j` killed mid-dump leaves nothing
+/// behind; where the filesystem has no unnamed files, a hidden named file removed on failure.
+enum Partial {
+    Unnamed(std::fs::File),
+    Named(tempfile::NamedTempFile),
+}
+
+impl Partial {
+    fn new(dir: &Path) -> std::io::Result<Partial> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_TMPFILE)
+                .mode(0o644)
+                .open(dir)
+            {
+                Ok(f) => return Ok(Partial::Unnamed(f)),
+                // The filesystem (or kernel) has no unnamed files: fall back.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::ENOENT | libc::EINVAL)
+                    ) && dir.is_dir() => {}
+                Err(e) => return Err(e),
+            }
         }
-        // Dropping tmp_path removes the partial file.
-        Err(e) => Err(e),
+        tempfile::Builder::new()
+            .prefix(".jumpstarter-dump-")
+            .tempfile_in(dir)
+            .map(Partial::Named)
+    }
+
+    fn file(&self) -> std::io::Result<std::fs::File> {
+        match self {
+            Partial::Unnamed(f) => f.try_clone(),
+            Partial::Named(t) => t.as_file().try_clone(),
+        }
+    }
+
+    /// Gives the complete file its final name.
+    fn persist(self, dir: &Path, path: &Path) -> std::io::Result<()> {
+        match self {
+            Partial::Named(t) => t.persist(path).map(drop).map_err(|e| e.error),
+            Partial::Unnamed(f) => {
+                use std::os::fd::AsRawFd;
+                let from = PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
+                // link(2) does not replace: link under a fresh hidden name, then rename.
+                let mut attempt = 0u32;
+                loop {
+                    let tmp = dir.join(format!(
+                        ".jumpstarter-dump-{}-{attempt}",
+                        std::process::id()
+                    ));
+                    match nix::unistd::linkat(
+                        nix::fcntl::AT_FDCWD,
+                        &from,
+                        nix::fcntl::AT_FDCWD,
+                        &tmp,
+                        nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+                    ) {
+                        Ok(()) => {
+                            return std::fs::rename(&tmp, path).inspect_err(|_| {
+                                let _ = std::fs::remove_file(&tmp);
+                            });
+                        }
+                        Err(nix::errno::Errno::EEXIST) if attempt < 100 => attempt += 1,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -602,11 +710,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            std::fs::read(f.target_path(Some("boot")).unwrap()).unwrap(),
+            std::fs::read(f.target_path(Some("boot"), false).unwrap().unwrap()).unwrap(),
             b"boot"
         );
         assert_eq!(
-            std::fs::read(f.target_path(None).unwrap()).unwrap(),
+            std::fs::read(f.target_path(None, false).unwrap().unwrap()).unwrap(),
             b"rootfs"
         );
         let out = dir.path().join("out.img");
