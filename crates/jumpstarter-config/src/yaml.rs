@@ -212,7 +212,8 @@ pub const DEFAULT_ALIAS_BYTES: usize = 16 << 20;
 
 /// The environment variable and description of each limit (the same as jumpstarter-core's
 /// `limits` module lists, which checks that they agree).
-pub const MAX_DEPTH_LIMIT: (&str, &str) = ("JMP_YAML_MAX_DEPTH", "levels of nesting in a YAML file");
+pub const MAX_DEPTH_LIMIT: (&str, &str) =
+    ("JMP_YAML_MAX_DEPTH", "levels of nesting in a YAML file");
 pub const ALIAS_NODES_LIMIT: (&str, &str) = (
     "JMP_YAML_ALIAS_NODES",
     "YAML nodes copied by anchors and aliases per file",
@@ -577,7 +578,9 @@ impl Builder {
         match over {
             Some(limit) => Err(SyntaxError {
                 pos,
-                message: format!("anchors and aliases expand to too much (an alias bomb?); {limit}"),
+                message: format!(
+                    "anchors and aliases expand to too much (an alias bomb?); {limit}"
+                ),
             }),
             None => Ok(()),
         }

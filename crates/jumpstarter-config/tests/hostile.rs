@@ -53,22 +53,31 @@ fn assert_positioned(err: &ConfigError, file: &Path, var: &str) -> (usize, usize
     let text = err.to_string();
     assert!(!text.contains('\n'), "one line: {text}");
     assert!(text.contains(var), "names {var}: {text}");
-    let at = err.source_pos().unwrap_or_else(|| panic!("positioned: {text}"));
+    let at = err
+        .source_pos()
+        .unwrap_or_else(|| panic!("positioned: {text}"));
     assert_eq!(&*at.file, file, "{text}");
-    assert!(text.starts_with(&format!("{}:{}: ", file.display(), at.pos)), "{text}");
+    assert!(
+        text.starts_with(&format!("{}:{}: ", file.display(), at.pos)),
+        "{text}"
+    );
     (at.pos.line, at.pos.col)
 }
 
 #[test]
 fn hostile_alias_bomb_is_refused_quickly_by_every_config_kind() {
     let dir = tempfile::tempdir().unwrap();
-    let exporter = alias_bomb("apiVersion: jumpstarter.dev/v1alpha1\nkind: ExporterConfig\nmetadata: {name: x}\n");
+    let exporter = alias_bomb(
+        "apiVersion: jumpstarter.dev/v1alpha1\nkind: ExporterConfig\nmetadata: {name: x}\n",
+    );
     assert!(exporter.len() < 800, "{}", exporter.len());
     let files = [
         ("exporter.yaml", exporter),
         (
             "client.yaml",
-            alias_bomb("apiVersion: jumpstarter.dev/v1alpha1\nkind: ClientConfig\nmetadata: {name: x}\n"),
+            alias_bomb(
+                "apiVersion: jumpstarter.dev/v1alpha1\nkind: ClientConfig\nmetadata: {name: x}\n",
+            ),
         ),
         ("config.yaml", alias_bomb("kind: UserConfig\n")),
     ];
@@ -82,7 +91,11 @@ fn hostile_alias_bomb_is_refused_quickly_by_every_config_kind() {
             _ => UserConfig::load(&p).map(|_| ()),
         })
         .expect_err("the bomb must not load");
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
         let (line, col) = assert_positioned(&err, &path, "JMP_YAML_ALIAS_NODES");
         // The alias that went over the budget: on one of the aliasing lines, at a `*`.
         let bad_line = text.lines().nth(line - 1).unwrap();
@@ -120,7 +133,10 @@ fn hostile_alias_budget_follows_its_limits() {
     let text = "a: &a [1, 2]\nb: [*a, *a]\n";
     assert!(yaml::parse(text).is_ok());
     let err = yaml::parse_with(text, small).unwrap_err();
-    assert!(err.message.contains("limit reached: 8 YAML nodes"), "{err:?}");
+    assert!(
+        err.message.contains("limit reached: 8 YAML nodes"),
+        "{err:?}"
+    );
     assert_eq!((err.pos.line, err.pos.col), (2, 9), "{err:?}");
 }
 
@@ -284,8 +300,7 @@ fn hostile_forty_thousand_drivers_load_in_linear_time() {
 #[test]
 fn hostile_forty_thousand_keys_load_in_linear_time() {
     // In a driver's config, at the top level (unknown keys: warnings), and repeated keys.
-    let mut text =
-        String::from("metadata: {name: x}\nexport:\n  d:\n    type: a.B\n    config:\n");
+    let mut text = String::from("metadata: {name: x}\nexport:\n  d:\n    type: a.B\n    config:\n");
     for i in 0..40_000 {
         writeln!(text, "      k{i}: {i}").unwrap();
     }
@@ -381,7 +396,10 @@ fn hostile_a_missing_ref_among_many_drivers_gives_a_short_message() {
     let err = ExporterConfig::parse(&text, Path::new("m.yaml"))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("`r` references nonexistent driver `nope`"), "{err}");
+    assert!(
+        err.contains("`r` references nonexistent driver `nope`"),
+        "{err}"
+    );
     assert!(err.ends_with(", d19, and 4980 more)"), "{err}");
 }
 
@@ -426,13 +444,47 @@ shell: {use_profiles: false}
 leases: {acquisition_timeout: 60}
 "#;
 
-const USER: &str = "apiVersion: jumpstarter.dev/v1alpha1\nkind: UserConfig\nconfig:\n  current-client: c1\n";
+const USER: &str =
+    "apiVersion: jumpstarter.dev/v1alpha1\nkind: UserConfig\nconfig:\n  current-client: c1\n";
 
 /// Characters that matter to YAML, for mutations.
 const SIGNIFICANT: &[&str] = &[
-    "&a ", "*a", "*base", "<<: ", "[", "]", "{", "}", ",", ":", ": ", "- ", "!!", "!x ", "'", "\"",
-    "#", "|", ">", "\n", "  ", "\t", "?", "%", "@", "`", "---\n", "...\n", "ref: power", "\\",
-    "\u{feff}", "\0", "é", "0x", "1e3", "on",
+    "&a ",
+    "*a",
+    "*base",
+    "<<: ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    ": ",
+    "- ",
+    "!!",
+    "!x ",
+    "'",
+    "\"",
+    "#",
+    "|",
+    ">",
+    "\n",
+    "  ",
+    "\t",
+    "?",
+    "%",
+    "@",
+    "`",
+    "---\n",
+    "...\n",
+    "ref: power",
+    "\\",
+    "\u{feff}",
+    "\0",
+    "é",
+    "0x",
+    "1e3",
+    "on",
 ];
 
 #[derive(Debug, Clone)]
@@ -452,7 +504,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         (any::<usize>(), piece.clone()).prop_map(|(at, s)| Mutation::Insert(at, s)),
         (any::<usize>(), 1usize..12).prop_map(|(at, n)| Mutation::Delete(at, n)),
         (any::<usize>(), piece).prop_map(|(at, s)| Mutation::Replace(at, s)),
-        (any::<usize>(), 1usize..40, 1usize..6).prop_map(|(at, n, k)| Mutation::Duplicate(at, n, k)),
+        (any::<usize>(), 1usize..40, 1usize..6)
+            .prop_map(|(at, n, k)| Mutation::Duplicate(at, n, k)),
     ]
 }
 
@@ -490,7 +543,11 @@ fn mutate(text: &str, mutations: &[Mutation]) -> String {
 }
 
 /// A load either succeeds or fails with an error pointing into the text.
-fn loads_or_points_into(result: Result<(), ConfigError>, text: &str, file: &str) -> Result<(), TestCaseError> {
+fn loads_or_points_into(
+    result: Result<(), ConfigError>,
+    text: &str,
+    file: &str,
+) -> Result<(), TestCaseError> {
     if let Err(err) = result {
         let message = err.to_string();
         let Some(at) = err.source_pos() else {
@@ -498,9 +555,19 @@ fn loads_or_points_into(result: Result<(), ConfigError>, text: &str, file: &str)
         };
         prop_assert_eq!(&*at.file, Path::new(file), "{}", message);
         let lines = text.split('\n').count();
-        prop_assert!(at.pos.line >= 1 && at.pos.line <= lines + 1, "line {} of {}: {}", at.pos.line, lines, message);
+        prop_assert!(
+            at.pos.line >= 1 && at.pos.line <= lines + 1,
+            "line {} of {}: {}",
+            at.pos.line,
+            lines,
+            message
+        );
         prop_assert!(at.pos.col >= 1, "{}", message);
-        prop_assert!(message.starts_with(&format!("{file}:{}:{}: ", at.pos.line, at.pos.col)), "{}", message);
+        prop_assert!(
+            message.starts_with(&format!("{file}:{}:{}: ", at.pos.line, at.pos.col)),
+            "{}",
+            message
+        );
     }
     Ok(())
 }
@@ -606,4 +673,3 @@ proptest! {
         }
     }
 }
-
