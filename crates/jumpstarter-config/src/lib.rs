@@ -31,7 +31,9 @@ pub use common::{Env, GrpcOptionValue, GrpcOptions, Metadata, Origin, TlsConfig}
 pub use driver_config::DriverConfig;
 pub use drivers::{DriverAllow, Drivers};
 pub use error::{ConfigError, ConfigWarning, Source};
-pub use exporter::{DriverNode, ExportEntry, ExporterConfig, Hook, HookFailure, Hooks};
+pub use exporter::{
+    DriverNode, ExportEntry, ExportIndex, ExporterConfig, Hook, HookFailure, Hooks,
+};
 pub use grpc::ChannelOptions;
 pub use paths::Locations;
 pub use resolve::{ChosenBy, ClientSelection, require_client, resolve_client, resolve_exporter};

@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::{OnceLock, RwLock};
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
 
@@ -183,20 +184,129 @@ pub struct Document {
     pub warnings: Vec<Warning>,
 }
 
-/// Parses one YAML document.
+/// What one document may cost, whatever its text: how deep it may nest and how much its anchors
+/// and aliases may copy.
+///
+/// Aliases are expanded (an alias becomes a copy of its anchor's node, so a document stays a
+/// plain tree that every consumer can walk), which would make a few hundred bytes of nested
+/// aliases (a "billion laughs" file) worth gigabytes. Every copy is charged to a budget before
+/// it is made, so such a file is refused at the alias that goes over it, having cost no more
+/// than the budget. Depth is bounded so that no consumer of a document (building, comparing,
+/// converting, dropping it) can run out of stack; an alias counts with its anchor's depth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseLimits {
+    /// Levels of nested sequences and mappings.
+    pub max_depth: usize,
+    /// Nodes copied for anchors and aliases in one document.
+    pub alias_nodes: usize,
+    /// Bytes of scalar text copied for anchors and aliases in one document.
+    pub alias_bytes: usize,
+}
+
+/// Default of [`ParseLimits::max_depth`].
+pub const DEFAULT_MAX_DEPTH: usize = 128;
+/// Default of [`ParseLimits::alias_nodes`].
+pub const DEFAULT_ALIAS_NODES: usize = 100_000;
+/// Default of [`ParseLimits::alias_bytes`].
+pub const DEFAULT_ALIAS_BYTES: usize = 16 << 20;
+
+/// The environment variable and description of each limit (the same as jumpstarter-core's
+/// `limits` module lists, which checks that they agree).
+pub const MAX_DEPTH_LIMIT: (&str, &str) =
+    ("JMP_YAML_MAX_DEPTH", "levels of nesting in a YAML file");
+pub const ALIAS_NODES_LIMIT: (&str, &str) = (
+    "JMP_YAML_ALIAS_NODES",
+    "YAML nodes copied by anchors and aliases per file",
+);
+pub const ALIAS_BYTES_LIMIT: (&str, &str) = (
+    "JMP_YAML_ALIAS_BYTES",
+    "bytes of YAML text copied by anchors and aliases per file",
+);
+
+impl Default for ParseLimits {
+    fn default() -> Self {
+        ParseLimits {
+            max_depth: DEFAULT_MAX_DEPTH,
+            alias_nodes: DEFAULT_ALIAS_NODES,
+            alias_bytes: DEFAULT_ALIAS_BYTES,
+        }
+    }
+}
+
+impl ParseLimits {
+    /// The defaults, overridden by the variables `lookup` knows. A value that is not a whole
+    /// number greater than 0 (`K`, `M`, `G` suffixes allowed) keeps the default; daemons check
+    /// the same variables strictly at start (jumpstarter-core's `Limits::from_env`).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> ParseLimits {
+        let get = |(var, _): (&str, &str), default: usize| {
+            lookup(var)
+                .and_then(|text| parse_count(&text))
+                .unwrap_or(default)
+        };
+        ParseLimits {
+            max_depth: get(MAX_DEPTH_LIMIT, DEFAULT_MAX_DEPTH),
+            alias_nodes: get(ALIAS_NODES_LIMIT, DEFAULT_ALIAS_NODES),
+            alias_bytes: get(ALIAS_BYTES_LIMIT, DEFAULT_ALIAS_BYTES),
+        }
+    }
+
+    /// The defaults overridden by the process environment.
+    pub fn from_env() -> ParseLimits {
+        ParseLimits::from_lookup(|var| std::env::var(var).ok())
+    }
+}
+
+fn parse_count(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().last()? {
+        (i, 'k' | 'K') => (&text[..i], 1usize << 10),
+        (i, 'm' | 'M') => (&text[..i], 1 << 20),
+        (i, 'g' | 'G') => (&text[..i], 1 << 30),
+        _ => (text, 1),
+    };
+    let n: usize = digits.trim().parse().ok()?;
+    n.checked_mul(unit).filter(|n| *n > 0)
+}
+
+static LIMITS_SET: RwLock<Option<ParseLimits>> = RwLock::new(None);
+static LIMITS_FROM_ENV: OnceLock<ParseLimits> = OnceLock::new();
+
+/// Installs the limits [`parse`] uses in this process (jumpstarter-core's `limits::set_global`
+/// calls it).
+pub fn set_limits(limits: ParseLimits) {
+    *LIMITS_SET.write().unwrap_or_else(|e| e.into_inner()) = Some(limits);
+}
+
+/// The limits [`parse`] uses: what [`set_limits`] installed, else the environment's.
+pub fn limits() -> ParseLimits {
+    let set = *LIMITS_SET.read().unwrap_or_else(|e| e.into_inner());
+    set.unwrap_or_else(|| *LIMITS_FROM_ENV.get_or_init(ParseLimits::from_env))
+}
+
+/// The text for a limit that was reached, worded as jumpstarter-core's `Limits::exceeded`.
+fn limit_reached(value: usize, (var, what): (&str, &str)) -> String {
+    format!("limit reached: {value} {what} ({var})")
+}
+
+/// Parses one YAML document with the process's [`limits`].
 pub fn parse(text: &str) -> Result<Document, SyntaxError> {
+    parse_with(text, limits())
+}
+
+/// Parses one YAML document within the given limits.
+pub fn parse_with(text: &str, limits: ParseLimits) -> Result<Document, SyntaxError> {
     let mut builder = Builder {
         anchors: HashMap::new(),
         warnings: Vec::new(),
+        limits,
+        copied_nodes: 0,
+        copied_bytes: 0,
     };
     let mut parser = Parser::new_from_str(text);
     let mut root = None;
     let mut documents = 0usize;
     while let Some(next) = parser.next_event() {
-        let (event, span) = next.map_err(|e| SyntaxError {
-            pos: Pos::from(e.marker()),
-            message: e.info().to_owned(),
-        })?;
+        let (event, span) = next.map_err(scan_error)?;
         match event {
             Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
             Event::StreamEnd => break,
@@ -212,7 +322,7 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
                 if matches!(first, Event::DocumentEnd | Event::StreamEnd) {
                     continue;
                 }
-                root = Some(builder.node(&mut parser, first, first_span)?);
+                root = Some(builder.node(&mut parser, first, first_span, 0)?.0);
             }
             other => {
                 return Err(SyntaxError {
@@ -234,10 +344,7 @@ fn next_event<'a>(
 ) -> Result<(Event<'a>, Span), SyntaxError> {
     match parser.next_event() {
         Some(Ok(ev)) => Ok(ev),
-        Some(Err(e)) => Err(SyntaxError {
-            pos: Pos::from(e.marker()),
-            message: e.info().to_owned(),
-        }),
+        Some(Err(e)) => Err(scan_error(e)),
         None => Err(SyntaxError {
             pos: Pos::from(&at.end),
             message: "unexpected end of input".into(),
@@ -245,39 +352,111 @@ fn next_event<'a>(
     }
 }
 
+fn scan_error(e: saphyr_parser::ScanError) -> SyntaxError {
+    let message = match e.info() {
+        // The scanner's own bound (it counts flow levels in a byte), met before ours when
+        // `[` and `{` nest past it.
+        "recursion limit exceeded" => {
+            "`[` and `{` nested too deep (the YAML scanner stops at 255 levels)".to_owned()
+        }
+        info => info.to_owned(),
+    };
+    SyntaxError {
+        pos: Pos::from(e.marker()),
+        message,
+    }
+}
+
+/// What a built node weighs: its nodes, its scalar bytes and its height (0 for a scalar).
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    bytes: usize,
+    height: usize,
+}
+
+impl Size {
+    fn scalar(raw: &str) -> Size {
+        Size {
+            nodes: 1,
+            bytes: raw.len(),
+            height: 0,
+        }
+    }
+
+    /// Adds a child to a collection's size (which starts as `Size::collection()`).
+    fn add(&mut self, child: Size) {
+        self.nodes = self.nodes.saturating_add(child.nodes);
+        self.bytes = self.bytes.saturating_add(child.bytes);
+        self.height = self.height.max(child.height.saturating_add(1));
+    }
+
+    fn collection() -> Size {
+        Size {
+            nodes: 1,
+            bytes: 0,
+            height: 1,
+        }
+    }
+}
+
 struct Builder {
-    anchors: HashMap<usize, Node>,
+    anchors: HashMap<usize, (Node, Size)>,
     warnings: Vec<Warning>,
+    limits: ParseLimits,
+    copied_nodes: usize,
+    copied_bytes: usize,
 }
 
 impl Builder {
+    /// Builds the node that starts with `event`; `depth` is the number of collections around it.
     fn node<'a>(
         &mut self,
         parser: &mut Parser<'a, saphyr_parser::StrInput<'a>>,
         event: Event<'a>,
         span: Span,
-    ) -> Result<Node, SyntaxError> {
+        depth: usize,
+    ) -> Result<(Node, Size), SyntaxError> {
         let pos = Pos::from(&span.start);
         match event {
             Event::Scalar(text, style, anchor, tag) => {
                 let node = self.scalar(text, style, tag.as_deref(), pos)?;
-                if anchor != 0 {
-                    self.anchors.insert(anchor, node.clone());
-                }
-                Ok(node)
+                let size = Size::scalar(&node.raw);
+                self.anchor(anchor, &node, size)?;
+                Ok((node, size))
             }
-            Event::Alias(id) => self.anchors.get(&id).cloned().ok_or(SyntaxError {
-                pos,
-                message: "alias refers to an unknown anchor".into(),
-            }),
+            Event::Alias(id) => {
+                let unknown = || SyntaxError {
+                    pos,
+                    message: "alias refers to an unknown anchor".into(),
+                };
+                let size = self.anchors.get(&id).ok_or_else(unknown)?.1;
+                if depth.saturating_add(size.height) > self.limits.max_depth {
+                    return Err(SyntaxError {
+                        pos,
+                        message: format!(
+                            "this alias nests its anchor's content too deep; {}",
+                            limit_reached(self.limits.max_depth, MAX_DEPTH_LIMIT)
+                        ),
+                    });
+                }
+                self.charge(size, pos)?;
+                // Charged first, copied second: the budget bounds what copying costs.
+                let copy = self.anchors.get(&id).ok_or_else(unknown)?.0.clone();
+                Ok((copy, size))
+            }
             Event::SequenceStart(anchor, _tag) => {
+                self.enter(depth, pos)?;
                 let mut items = Vec::new();
+                let mut size = Size::collection();
                 loop {
                     let (ev, sp) = next_event(parser, &span)?;
                     if matches!(ev, Event::SequenceEnd) {
                         break;
                     }
-                    items.push(self.node(parser, ev, sp)?);
+                    let (item, item_size) = self.node(parser, ev, sp, depth + 1)?;
+                    size.add(item_size);
+                    items.push(item);
                 }
                 let node = Node {
                     value: Value::Seq(items),
@@ -285,46 +464,75 @@ impl Builder {
                     raw: String::new(),
                     plain: false,
                 };
-                if anchor != 0 {
-                    self.anchors.insert(anchor, node.clone());
-                }
-                Ok(node)
+                self.anchor(anchor, &node, size)?;
+                Ok((node, size))
             }
             Event::MappingStart(anchor, _tag) => {
-                let mut entries: Vec<(Node, Node)> = Vec::new();
+                self.enter(depth, pos)?;
+                let mut size = Size::collection();
+                // The mapping's own keys (a repeated key keeps its first place and takes the
+                // later value, as in a Python dict), and what merge keys bring in.
+                let mut own: Vec<(Node, Node)> = Vec::new();
+                let mut own_index: HashMap<String, usize> = HashMap::new();
                 let mut merged: Vec<(Node, Node)> = Vec::new();
                 loop {
                     let (ev, sp) = next_event(parser, &span)?;
                     if matches!(ev, Event::MappingEnd) {
                         break;
                     }
-                    let key = self.node(parser, ev, sp)?;
+                    let (key, key_size) = self.node(parser, ev, sp, depth + 1)?;
                     let (vev, vsp) = next_event(parser, &span)?;
-                    let value = self.node(parser, vev, vsp)?;
+                    let (value, value_size) = self.node(parser, vev, vsp, depth + 1)?;
+                    size.add(key_size);
+                    size.add(value_size);
                     if key.plain && key.raw == "<<" {
-                        self.merge(&value, &mut merged)?;
+                        merge(value, &mut merged)?;
                         continue;
                     }
-                    self.check_key(&key, &entries);
-                    entries.retain(|(k, _)| k.key_text() != key.key_text());
-                    entries.push((key, value));
-                }
-                // Merged keys never override keys written in the mapping itself.
-                for (k, v) in merged {
-                    if !entries.iter().any(|(e, _)| e.key_text() == k.key_text()) {
-                        entries.push((k, v));
+                    self.check_key(&key);
+                    match own_index.get(key.key_text()) {
+                        Some(&i) => {
+                            self.warnings.push(Warning {
+                                pos: key.pos,
+                                message: format!(
+                                    "duplicate key `{}`: the later value replaces the earlier one",
+                                    key.key_text()
+                                ),
+                            });
+                            own[i].1 = value;
+                        }
+                        None => {
+                            own_index.insert(key.key_text().to_owned(), own.len());
+                            own.push((key, value));
+                        }
                     }
                 }
+                let entries = if merged.is_empty() {
+                    own
+                } else {
+                    // As PyYAML does: merged entries first, then the mapping's own, so its own
+                    // keys win; each key keeps the place where it first appears.
+                    let mut index: HashMap<String, usize> = HashMap::new();
+                    let mut entries: Vec<(Node, Node)> = Vec::new();
+                    for (k, v) in merged.into_iter().chain(own) {
+                        match index.get(k.key_text()) {
+                            Some(&i) => entries[i].1 = v,
+                            None => {
+                                index.insert(k.key_text().to_owned(), entries.len());
+                                entries.push((k, v));
+                            }
+                        }
+                    }
+                    entries
+                };
                 let node = Node {
                     value: Value::Map(entries),
                     pos,
                     raw: String::new(),
                     plain: false,
                 };
-                if anchor != 0 {
-                    self.anchors.insert(anchor, node.clone());
-                }
-                Ok(node)
+                self.anchor(anchor, &node, size)?;
+                Ok((node, size))
             }
             other => Err(SyntaxError {
                 pos,
@@ -333,34 +541,52 @@ impl Builder {
         }
     }
 
-    fn merge(&mut self, value: &Node, into: &mut Vec<(Node, Node)>) -> Result<(), SyntaxError> {
-        let sources: Vec<&Node> = match &value.value {
-            Value::Map(_) => vec![value],
-            Value::Seq(items) => items.iter().collect(),
-            _ => {
-                return Err(SyntaxError {
-                    pos: value.pos,
-                    message: "a merge key (<<) needs a mapping or a list of mappings".into(),
-                });
-            }
-        };
-        for src in sources {
-            let Value::Map(entries) = &src.value else {
-                return Err(SyntaxError {
-                    pos: src.pos,
-                    message: "a merge key (<<) needs a mapping or a list of mappings".into(),
-                });
-            };
-            for (k, v) in entries {
-                if !into.iter().any(|(e, _)| e.key_text() == k.key_text()) {
-                    into.push((k.clone(), v.clone()));
-                }
-            }
+    /// Checks that a collection starting at `pos` inside `depth` others is allowed.
+    fn enter(&self, depth: usize, pos: Pos) -> Result<(), SyntaxError> {
+        if depth >= self.limits.max_depth {
+            return Err(SyntaxError {
+                pos,
+                message: format!(
+                    "sequences and mappings nested too deep; {}",
+                    limit_reached(self.limits.max_depth, MAX_DEPTH_LIMIT)
+                ),
+            });
         }
         Ok(())
     }
 
-    fn check_key(&mut self, key: &Node, existing: &[(Node, Node)]) {
+    /// Remembers an anchored node (a copy, charged to the budget).
+    fn anchor(&mut self, anchor: usize, node: &Node, size: Size) -> Result<(), SyntaxError> {
+        if anchor != 0 {
+            self.charge(size, node.pos)?;
+            self.anchors.insert(anchor, (node.clone(), size));
+        }
+        Ok(())
+    }
+
+    /// Charges a copy of `size` to the document's budget, refusing it past the limits.
+    fn charge(&mut self, size: Size, pos: Pos) -> Result<(), SyntaxError> {
+        self.copied_nodes = self.copied_nodes.saturating_add(size.nodes);
+        self.copied_bytes = self.copied_bytes.saturating_add(size.bytes);
+        let over = if self.copied_nodes > self.limits.alias_nodes {
+            Some(limit_reached(self.limits.alias_nodes, ALIAS_NODES_LIMIT))
+        } else if self.copied_bytes > self.limits.alias_bytes {
+            Some(limit_reached(self.limits.alias_bytes, ALIAS_BYTES_LIMIT))
+        } else {
+            None
+        };
+        match over {
+            Some(limit) => Err(SyntaxError {
+                pos,
+                message: format!(
+                    "anchors and aliases expand to too much (an alias bomb?); {limit}"
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn check_key(&mut self, key: &Node) {
         match &key.value {
             Value::Str(_) => {}
             Value::Bool(b) => self.warnings.push(Warning {
@@ -379,15 +605,6 @@ impl Builder {
                 message: "empty mapping key".into(),
             }),
             _ => {}
-        }
-        if existing.iter().any(|(k, _)| k.key_text() == key.key_text()) {
-            self.warnings.push(Warning {
-                pos: key.pos,
-                message: format!(
-                    "duplicate key `{}`: the later value replaces the earlier one",
-                    key.key_text()
-                ),
-            });
         }
     }
 
@@ -458,6 +675,30 @@ impl Builder {
             plain,
         })
     }
+}
+
+/// Adds what a merge key's value brings in, in PyYAML's order: a mapping's entries, or those
+/// of a list of mappings, the last mapping first (so that earlier mappings win).
+fn merge(value: Node, into: &mut Vec<(Node, Node)>) -> Result<(), SyntaxError> {
+    let bad = |pos| SyntaxError {
+        pos,
+        message: "a merge key (<<) needs a mapping or a list of mappings".into(),
+    };
+    match value.value {
+        Value::Map(entries) => into.extend(entries),
+        Value::Seq(items) => {
+            if let Some(item) = items.iter().find(|i| !matches!(i.value, Value::Map(_))) {
+                return Err(bad(item.pos));
+            }
+            for item in items.into_iter().rev() {
+                if let Value::Map(entries) = item.value {
+                    into.extend(entries);
+                }
+            }
+        }
+        _ => return Err(bad(value.pos)),
+    }
+    Ok(())
 }
 
 fn bad_tag(pos: Pos, raw: &str, tag: &str) -> SyntaxError {

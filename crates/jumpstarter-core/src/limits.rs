@@ -86,6 +86,21 @@ limits! {
     /// The longest wait imposed on a peer that keeps sending wrong passphrases.
     passphrase_max_backoff: Duration = Duration::from_secs(30), DEFAULT_PASSPHRASE_MAX_BACKOFF,
         "JMP_PASSPHRASE_MAX_BACKOFF", "seconds of the longest back-off after wrong passphrases";
+    /// Levels of nested lists and mappings in a YAML config file (aliases count in full).
+    yaml_max_depth: usize = jumpstarter_config::yaml::DEFAULT_MAX_DEPTH, DEFAULT_YAML_MAX_DEPTH,
+        "JMP_YAML_MAX_DEPTH", "levels of nesting in a YAML file";
+    /// Nodes that anchors and aliases may copy in one YAML config file (alias bombs).
+    yaml_alias_nodes: usize = jumpstarter_config::yaml::DEFAULT_ALIAS_NODES, DEFAULT_YAML_ALIAS_NODES,
+        "JMP_YAML_ALIAS_NODES", "YAML nodes copied by anchors and aliases per file";
+    /// Bytes of scalar text that anchors and aliases may copy in one YAML config file.
+    yaml_alias_bytes: usize = jumpstarter_config::yaml::DEFAULT_ALIAS_BYTES, DEFAULT_YAML_ALIAS_BYTES,
+        "JMP_YAML_ALIAS_BYTES", "bytes of YAML text copied by anchors and aliases per file";
+    /// Lines of an exporter's driver report (every `ref:` repeats its target's subtree).
+    tree_max_entries: usize = 100_000, DEFAULT_TREE_MAX_ENTRIES,
+        "JMP_TREE_MAX_ENTRIES", "entries in an exporter's driver tree report";
+    /// Levels of drivers in an exporter's tree, counting those reached through `ref:`.
+    tree_max_depth: usize = 64, DEFAULT_TREE_MAX_DEPTH,
+        "JMP_TREE_MAX_DEPTH", "levels of nested drivers in an exporter's driver tree";
 }
 
 impl Limits {
@@ -165,7 +180,24 @@ static GLOBAL: OnceLock<Limits> = OnceLock::new();
 
 /// Installs the process's limits (once; later calls return `false` and change nothing).
 pub fn set_global(limits: Limits) -> bool {
-    GLOBAL.set(limits).is_ok()
+    let yaml = limits.yaml();
+    let installed = GLOBAL.set(limits).is_ok();
+    if installed {
+        // The YAML layer sits below this crate and keeps its own copy.
+        jumpstarter_config::yaml::set_limits(yaml);
+    }
+    installed
+}
+
+impl Limits {
+    /// The limits of YAML parsing (jumpstarter-config's share of these).
+    pub fn yaml(&self) -> jumpstarter_config::yaml::ParseLimits {
+        jumpstarter_config::yaml::ParseLimits {
+            max_depth: self.yaml_max_depth,
+            alias_nodes: self.yaml_alias_nodes,
+            alias_bytes: self.yaml_alias_bytes,
+        }
+    }
 }
 
 /// The process's limits: what [`set_global`] installed, else the environment's (a bad value

@@ -10,12 +10,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use jumpstarter_config::exporter::{COMPOSITE_TYPE, DriverNode, ExportEntry};
+use jumpstarter_config::exporter::{COMPOSITE_TYPE, DriverNode, ExportEntry, ExportIndex};
 use jumpstarter_config::{ConfigError, DriverConfig, ExporterConfig, Source};
 use jumpstarter_protocol::v1::DriverInstanceReport;
 use uuid::Uuid;
 
 use crate::driver::Driver;
+use crate::limits::Limits;
 use crate::logs::{Level, LogHub};
 use crate::registry::{BuildContext, Registry, class_name};
 use crate::resource::Resources;
@@ -170,17 +171,36 @@ impl DriverTree {
         logs: &LogHub,
         grafts: &HashMap<String, Arc<Instance>>,
     ) -> Result<Self, ConfigError> {
+        Self::from_config_limited(cfg, registry, logs, grafts, crate::limits::global())
+    }
+
+    /// [`DriverTree::from_config_with`] within the given limits (`tree_max_entries`,
+    /// `tree_max_depth`): the report of a tree whose `ref:`s repeat subtrees that themselves
+    /// hold `ref:`s can grow exponentially with the file, so its size and depth are counted
+    /// before it is made.
+    pub fn from_config_limited(
+        cfg: &ExporterConfig,
+        registry: &Registry,
+        logs: &LogHub,
+        grafts: &HashMap<String, Arc<Instance>>,
+        limits: &Limits,
+    ) -> Result<Self, ConfigError> {
         let mut b = ConfigBuilder {
-            cfg,
+            index: cfg.index()?,
             registry,
             logs,
             grafts,
+            limits,
             memo: HashMap::new(),
+            measured: HashMap::new(),
             in_progress: Vec::new(),
         };
         let mut children = Vec::new();
+        let mut size = Size::ROOT;
         for e in &cfg.export {
-            children.push((e.name.clone(), b.child(&e.name, e)?));
+            let (child, child_size) = b.child(&e.name, e)?;
+            size = b.add(size, child_size, &e.at, true)?;
+            children.push((e.name.clone(), child));
         }
         let root = Instance {
             uuid: Uuid::new_v4(),
@@ -277,36 +297,128 @@ fn emit(inst: &Arc<Instance>, parent: Option<Uuid>, name: Option<&str>, out: &mu
     }
 }
 
+/// What an instance adds to the report: its lines (itself and everything below it, `ref:`
+/// subtrees repeated) and its height (1 for a leaf).
+#[derive(Debug, Clone, Copy)]
+struct Size {
+    entries: usize,
+    height: usize,
+}
+
+impl Size {
+    const ROOT: Size = Size {
+        entries: 1,
+        height: 1,
+    };
+}
+
 struct ConfigBuilder<'a> {
-    cfg: &'a ExporterConfig,
+    index: ExportIndex<'a>,
     registry: &'a Registry,
     logs: &'a LogHub,
     grafts: &'a HashMap<String, Arc<Instance>>,
-    memo: HashMap<String, Arc<Instance>>,
+    limits: &'a Limits,
+    memo: HashMap<String, (Arc<Instance>, Size)>,
+    /// Sizes of grafted instances, by address.
+    measured: HashMap<usize, Size>,
     in_progress: Vec<String>,
 }
 
 impl ConfigBuilder<'_> {
-    fn child(&mut self, path: &str, entry: &ExportEntry) -> Result<Child, ConfigError> {
+    fn child(&mut self, path: &str, entry: &ExportEntry) -> Result<(Child, Size), ConfigError> {
         match &entry.node {
             DriverNode::Proxy { target_at, .. } => {
-                let (target_path, target) =
-                    self.cfg.resolve(path).ok_or_else(|| ConfigError::Invalid {
-                        at: target_at.clone(),
-                        message: format!("`{path}` references a driver that does not exist"),
-                    })?;
+                let (target_path, target) = match self.index.resolve(path) {
+                    Some((p, t)) => (p.to_owned(), t),
+                    None => {
+                        return Err(ConfigError::Invalid {
+                            at: target_at.clone(),
+                            message: format!("`{path}` references a driver that does not exist"),
+                        });
+                    }
+                };
                 if let Some(inst) = self.grafted(&target_path) {
-                    return inst.map(Child::Ref).ok_or_else(|| ConfigError::Invalid {
+                    let inst = inst.ok_or_else(|| ConfigError::Invalid {
                         at: target_at.clone(),
                         message: format!(
                             "`{path}` references `{target_path}`, which its driver host does not report"
                         ),
-                    });
+                    })?;
+                    let size = self.measure(&inst, target_at)?;
+                    return Ok((Child::Ref(inst), size));
                 }
-                Ok(Child::Ref(self.build(&target_path, target, target_at)?))
+                let (inst, size) = self.build(&target_path, target, target_at)?;
+                Ok((Child::Ref(inst), size))
             }
-            _ => Ok(Child::Own(self.build(path, entry, &entry.at)?)),
+            _ => {
+                let (inst, size) = self.build(path, entry, &entry.at)?;
+                Ok((Child::Own(inst), size))
+            }
         }
+    }
+
+    /// `parent` with one more child of size `child`, within the limits (`at` is the child;
+    /// `root` when the parent is the tree's root, which is not a level of drivers).
+    fn add(&self, parent: Size, child: Size, at: &Source, root: bool) -> Result<Size, ConfigError> {
+        let size = Size {
+            entries: parent.entries.saturating_add(child.entries),
+            height: parent.height.max(child.height.saturating_add(1)),
+        };
+        let levels = if root { child.height } else { size.height };
+        if size.entries > self.limits.tree_max_entries {
+            return Err(ConfigError::Invalid {
+                at: at.clone(),
+                message: format!(
+                    "the driver tree's report grows too large here (each `ref:` repeats its \
+                     target's subtree); {}",
+                    Limits::exceeded("tree_max_entries", self.limits.tree_max_entries)
+                ),
+            });
+        }
+        if levels > self.limits.tree_max_depth {
+            return Err(self.too_deep(at));
+        }
+        Ok(size)
+    }
+
+    fn too_deep(&self, at: &Source) -> ConfigError {
+        ConfigError::Invalid {
+            at: at.clone(),
+            message: format!(
+                "drivers nested too deep here (counting those reached through `ref:`); {}",
+                Limits::exceeded("tree_max_depth", self.limits.tree_max_depth)
+            ),
+        }
+    }
+
+    /// The size of a grafted instance (built from a driver host's report), counted without
+    /// recursion and without going past the limits.
+    fn measure(&mut self, inst: &Arc<Instance>, at: &Source) -> Result<Size, ConfigError> {
+        let key = Arc::as_ptr(inst) as usize;
+        if let Some(size) = self.measured.get(&key) {
+            return Ok(*size);
+        }
+        let mut size = Size {
+            entries: 0,
+            height: 0,
+        };
+        let mut stack = vec![(inst.clone(), 1usize)];
+        while let Some((node, depth)) = stack.pop() {
+            size.entries += 1;
+            size.height = size.height.max(depth);
+            if size.entries > self.limits.tree_max_entries {
+                // Reports the limit (the sum is over it).
+                return self.add(Size::ROOT, size, at, true);
+            }
+            if depth > self.limits.tree_max_depth {
+                return Err(self.too_deep(at));
+            }
+            for (_, child) in &node.children {
+                stack.push((child.instance().clone(), depth + 1));
+            }
+        }
+        self.measured.insert(key, size);
+        Ok(size)
     }
 
     fn build(
@@ -314,12 +426,14 @@ impl ConfigBuilder<'_> {
         path: &str,
         entry: &ExportEntry,
         via: &Source,
-    ) -> Result<Arc<Instance>, ConfigError> {
-        if let Some(done) = self.memo.get(path) {
-            return Ok(done.clone());
+    ) -> Result<(Arc<Instance>, Size), ConfigError> {
+        if let Some((done, size)) = self.memo.get(path) {
+            return Ok((done.clone(), *size));
         }
         if let Some(graft) = self.grafts.get(path) {
-            return Ok(graft.clone());
+            let graft = graft.clone();
+            let size = self.measure(&graft, via)?;
+            return Ok((graft, size));
         }
         if self.in_progress.iter().any(|p| p == path) {
             let mut chain = self.in_progress.clone();
@@ -329,11 +443,22 @@ impl ConfigBuilder<'_> {
                 message: format!("driver references form a cycle: {}", chain.join(" -> ")),
             });
         }
+        // Every instance under construction is an ancestor of the next one, so this bounds
+        // the recursion as well as the tree.
+        if self.in_progress.len() >= self.limits.tree_max_depth {
+            return Err(self.too_deep(via));
+        }
         self.in_progress.push(path.to_owned());
         let mut children = Vec::new();
+        let mut size = Size {
+            entries: 1,
+            height: 1,
+        };
         for c in entry.node.children() {
             let child_path = format!("{path}.{}", c.name);
-            children.push((c.name.clone(), self.child(&child_path, c)?));
+            let (child, child_size) = self.child(&child_path, c)?;
+            size = self.add(size, child_size, &c.at, false)?;
+            children.push((c.name.clone(), child));
         }
         let instance = match &entry.node {
             DriverNode::Composite { description, .. } => Instance {
@@ -386,12 +511,17 @@ impl ConfigBuilder<'_> {
                     resources: Resources::new(),
                 }
             }
-            DriverNode::Proxy { .. } => unreachable!("proxies are resolved by child()"),
+            DriverNode::Proxy { .. } => {
+                return Err(ConfigError::Invalid {
+                    at: via.clone(),
+                    message: format!("`{path}` is a reference, not a driver"),
+                });
+            }
         };
         self.in_progress.pop();
         let instance = Arc::new(instance);
-        self.memo.insert(path.to_owned(), instance.clone());
-        Ok(instance)
+        self.memo.insert(path.to_owned(), (instance.clone(), size));
+        Ok((instance, size))
     }
 }
 
@@ -472,6 +602,7 @@ fn split_base_fields(config: &DriverConfig) -> Result<(BaseFields, DriverConfig)
 mod tests {
     use super::*;
     use crate::driver::{Method, Value};
+    use crate::limits::{DEFAULT_TREE_MAX_DEPTH, DEFAULT_TREE_MAX_ENTRIES, DEFAULT_YAML_MAX_DEPTH};
     use jumpstarter_config::ExporterConfig;
     use std::path::Path;
 
@@ -583,6 +714,174 @@ mod tests {
     fn structural_reference_cycles_are_errors() {
         let err = build("metadata: {name: x}\nexport:\n  a:\n    children:\n      x: {ref: b}\n  b:\n    children:\n      y: {ref: a}\n").unwrap_err().to_string();
         assert!(err.contains("cycle"), "{err}");
+    }
+
+    fn within<T: Send + 'static>(
+        limit: std::time::Duration,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(limit)
+            .unwrap_or_else(|e| panic!("did not finish within {limit:?}: {e}"))
+    }
+
+    #[test]
+    fn hostile_forty_thousand_drivers_and_refs_build_in_linear_time() {
+        use std::fmt::Write as _;
+        let mut text = String::from("metadata: {name: x}\nexport:\n");
+        for i in 0..40_000 {
+            writeln!(
+                text,
+                "  d{i}: {{type: a.Power, config: {{labels: {{n: '{i}'}}}}}}"
+            )
+            .unwrap();
+        }
+        // A chain of 20,000 refs, each naming the one before.
+        text.push_str("  r0: {ref: d0}\n");
+        for i in 1..20_000 {
+            writeln!(text, "  r{i}: {{ref: r{}}}", i - 1).unwrap();
+        }
+        let t = within(std::time::Duration::from_secs(30), move || {
+            build(&text).unwrap()
+        });
+        let r = t.report();
+        assert_eq!(r.len(), 1 + 40_000 + 20_000);
+        assert_eq!(t.instances().len(), 1 + 40_000);
+        // The last ref is the first driver.
+        assert_eq!(r[60_000].uuid, r[1].uuid);
+        assert_eq!(r[60_000].labels[NAME_LABEL], "r19999");
+    }
+
+    #[test]
+    fn hostile_a_chain_of_a_thousand_refs_builds() {
+        use std::fmt::Write as _;
+        let mut text = String::from("metadata: {name: x}\nexport:\n  p: {type: a.Power}\n");
+        for i in 0..1000 {
+            let target = if i == 999 {
+                "p".to_owned()
+            } else {
+                format!("r{}", i + 1)
+            };
+            writeln!(text, "  r{i}: {{ref: {target}}}").unwrap();
+        }
+        let t = build(&text).unwrap();
+        let r = t.report();
+        assert_eq!(r.len(), 1 + 1 + 1000);
+        assert!(r[2..].iter().all(|e| e.uuid == r[1].uuid));
+    }
+
+    #[test]
+    fn hostile_refs_that_multiply_the_report_are_refused() {
+        use std::fmt::Write as _;
+        // l0 holds two refs to l1, which holds two refs to l2, ...: 2^40 report lines from a
+        // few hundred bytes.
+        let mut text = String::from("metadata: {name: x}\nexport:\n");
+        for i in 0..40 {
+            writeln!(
+                text,
+                "  l{i}:\n    children:\n      a: {{ref: l{n}}}\n      b: {{ref: l{n}}}",
+                n = i + 1
+            )
+            .unwrap();
+        }
+        text.push_str("  l40: {type: a.Power}\n");
+        let err = within(std::time::Duration::from_secs(20), move || {
+            build(&text).map(|_| ()).unwrap_err().to_string()
+        });
+        assert!(err.starts_with("t.yaml:"), "{err}");
+        assert!(
+            err.contains(&Limits::exceeded(
+                "tree_max_entries",
+                DEFAULT_TREE_MAX_ENTRIES
+            )),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+        // Within a smaller limit, the point where it goes over is named.
+        let text = "metadata: {name: x}\nexport:\n  g:\n    children:\n      a: {type: a.Power}\n      b: {type: a.Power}\n  r1: {ref: g}\n  r2: {ref: g}\n";
+        let cfg = ExporterConfig::parse(text, Path::new("t.yaml")).unwrap();
+        let limits = Limits {
+            tree_max_entries: 10,
+            ..Limits::default()
+        };
+        let build = |limits: &Limits| {
+            DriverTree::from_config_limited(
+                &cfg,
+                &registry(),
+                &LogHub::new(),
+                &HashMap::new(),
+                limits,
+            )
+        };
+        assert_eq!(build(&limits).unwrap().report().len(), 1 + 3 + 3 + 3);
+        let limits = Limits {
+            tree_max_entries: 9,
+            ..Limits::default()
+        };
+        let err = build(&limits).unwrap_err().to_string();
+        assert!(err.starts_with("t.yaml:8:3: "), "{err}");
+    }
+
+    #[test]
+    fn hostile_refs_that_nest_deep_are_refused_without_recursion() {
+        use std::fmt::Write as _;
+        // n0 holds a ref to n1, which holds a ref to n2, ...: 10,000 levels of drivers from a
+        // flat file, in both orders (built top-down, and already built bottom-up).
+        for reverse in [false, true] {
+            let mut lines = Vec::new();
+            for i in 0..10_000 {
+                lines.push(format!(
+                    "  n{i}:\n    children:\n      c: {{ref: n{}}}",
+                    i + 1
+                ));
+            }
+            lines.push("  n10000: {type: a.Power}".to_owned());
+            if reverse {
+                lines.reverse();
+            }
+            let mut text = String::from("metadata: {name: x}\nexport:\n");
+            for l in lines {
+                writeln!(text, "{l}").unwrap();
+            }
+            let err = within(std::time::Duration::from_secs(20), move || {
+                build(&text).map(|_| ()).unwrap_err().to_string()
+            });
+            assert!(
+                err.contains(&Limits::exceeded("tree_max_depth", DEFAULT_TREE_MAX_DEPTH)),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn yaml_limits_are_the_ones_listed_here() {
+        use jumpstarter_config::yaml;
+        for (field, (var, what)) in [
+            ("yaml_max_depth", yaml::MAX_DEPTH_LIMIT),
+            ("yaml_alias_nodes", yaml::ALIAS_NODES_LIMIT),
+            ("yaml_alias_bytes", yaml::ALIAS_BYTES_LIMIT),
+        ] {
+            let name = Limits::name(field).unwrap();
+            assert_eq!((name.var, name.what), (var, what));
+        }
+        assert_eq!(Limits::default().yaml(), yaml::ParseLimits::default());
+        // The message the YAML layer writes is the one `exceeded` gives.
+        let text = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let err = yaml::parse(&text).unwrap_err();
+        assert!(
+            err.message
+                .ends_with(&Limits::exceeded("yaml_max_depth", DEFAULT_YAML_MAX_DEPTH)),
+            "{err:?}"
+        );
+        // Both read the variables alike.
+        let env = |var: &str| (var == "JMP_YAML_ALIAS_NODES").then(|| "2K".to_owned());
+        assert_eq!(
+            Limits::from_lookup(env).unwrap().yaml(),
+            yaml::ParseLimits::from_lookup(env)
+        );
     }
 
     #[test]
