@@ -86,6 +86,12 @@ limits! {
     /// The longest wait imposed on a peer that keeps sending wrong passphrases.
     passphrase_max_backoff: Duration = Duration::from_secs(30), DEFAULT_PASSPHRASE_MAX_BACKOFF,
         "JMP_PASSPHRASE_MAX_BACKOFF", "seconds of the longest back-off after wrong passphrases";
+    /// Dials of one lease whose router streams are not paired yet (each holds a connection).
+    max_pending_dials: usize = 16, DEFAULT_MAX_PENDING_DIALS,
+        "JMP_MAX_PENDING_DIALS", "unpaired Dials pending at once per lease";
+    /// Bytes of one request message to the controller's services.
+    controller_max_message: usize = 4 << 20, DEFAULT_CONTROLLER_MAX_MESSAGE,
+        "JMP_CONTROLLER_MAX_MESSAGE", "bytes in one request message to the controller";
 }
 
 impl Limits {
