@@ -75,6 +75,7 @@ pub async fn create_client(
         labels,
         username: None,
         token,
+        token_generation: 0,
         created: now_secs(),
     };
     store.insert_client(&c).await?;
@@ -105,6 +106,7 @@ pub async fn create_exporter(
         status_message: String::new(),
         last_seen: None,
         token,
+        token_generation: 0,
         created: now_secs(),
     };
     store.insert_exporter(&e).await?;
@@ -228,6 +230,7 @@ mod tests {
             labels: Default::default(),
             username: None,
             token: "TOK".into(),
+            token_generation: 0,
             created: 0,
         };
         let o = ClientConfigOptions {

@@ -35,6 +35,24 @@ struct InternalClaims {
     aud: Vec<String>,
     iat: u64,
     exp: u64,
+    /// The credential generation of the record the token was minted for (absent: 0, as in
+    /// every token minted before rotation revoked old ones). A token whose generation is not
+    /// the record's current one has been replaced by RotateToken and is refused.
+    #[serde(rename = "gen", default, skip_serializing_if = "is_zero")]
+    generation: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// What a verified internal token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// `internal:<sub>`.
+    pub username: String,
+    /// The credential generation the token carries.
+    pub generation: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -46,6 +64,18 @@ struct RouterClaims {
     nbf: u64,
     exp: u64,
     jti: String,
+    /// `<namespace>/<lease>` of the Dial that minted the token, so the router can tie the
+    /// stream to its lease (and end it with the lease). Only our router reads its tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lease: Option<String>,
+}
+
+/// What a verified router token grants: one stream id, of a lease when the token says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterGrant {
+    pub stream: String,
+    /// (namespace, lease name).
+    pub lease: Option<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +135,7 @@ impl Keys {
         })
     }
 
-    /// Mints an internal token for `kind` (`client` or `exporter`).
+    /// Mints an internal token for `kind` (`client` or `exporter`), generation 0.
     pub fn mint_internal(
         &self,
         kind: &str,
@@ -114,14 +144,28 @@ impl Keys {
         uid: &str,
         lifetime: Duration,
     ) -> Result<(String, u64), KeyError> {
+        self.mint_internal_gen(kind, ns, name, uid, lifetime, 0)
+    }
+
+    /// Mints an internal token carrying credential generation `generation`.
+    pub fn mint_internal_gen(
+        &self,
+        kind: &str,
+        ns: &str,
+        name: &str,
+        uid: &str,
+        lifetime: Duration,
+        generation: u64,
+    ) -> Result<(String, u64), KeyError> {
         let iat = unix(SystemTime::now());
-        let exp = iat + lifetime.as_secs();
+        let exp = iat.saturating_add(lifetime.as_secs());
         let claims = InternalClaims {
             iss: INTERNAL_ISSUER.into(),
             sub: format!("{kind}:{ns}:{name}:{uid}"),
             aud: vec![INTERNAL_AUDIENCE.into()],
             iat,
             exp,
+            generation,
         };
         let token =
             jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &self.internal_enc)
@@ -129,9 +173,9 @@ impl Keys {
         Ok((token, exp))
     }
 
-    /// Verifies a bearer token and returns the username (`internal:<sub>`). Errors are
-    /// UNKNOWN with the Go authenticator's texts.
-    pub fn verify_internal(&self, token: &str) -> Result<String, Status> {
+    /// Verifies a bearer token and returns its username (`internal:<sub>`) and credential
+    /// generation. Errors are UNKNOWN with the Go authenticator's texts.
+    pub fn verify_internal(&self, token: &str) -> Result<Verified, Status> {
         let iss = unverified_issuer(token);
         if iss.as_deref() != Some(INTERNAL_ISSUER) {
             // No authenticator claims the token.
@@ -143,7 +187,10 @@ impl Keys {
         v.leeway = 0;
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         match jsonwebtoken::decode::<InternalClaims>(token, &self.internal_dec, &v) {
-            Ok(d) => Ok(format!("{INTERNAL_PREFIX}{}", d.claims.sub)),
+            Ok(d) => Ok(Verified {
+                username: format!("{INTERNAL_PREFIX}{}", d.claims.sub),
+                generation: d.claims.generation,
+            }),
             Err(e) => {
                 use jsonwebtoken::errors::ErrorKind;
                 let msg = match e.kind() {
@@ -171,8 +218,17 @@ impl Keys {
         }
     }
 
-    /// Mints a router token for a new stream; returns (token, stream id).
+    /// Mints a router token for a new stream of no particular lease; returns (token, stream id).
     pub fn mint_router(&self) -> Result<(String, String), KeyError> {
+        self.mint_router_for(None)
+    }
+
+    /// Mints a router token for a new stream of lease `(namespace, name)`; returns (token,
+    /// stream id).
+    pub fn mint_router_for(
+        &self,
+        lease: Option<(&str, &str)>,
+    ) -> Result<(String, String), KeyError> {
         let now = unix(SystemTime::now());
         let stream = uuid::Uuid::new_v4().to_string();
         let claims = RouterClaims {
@@ -183,14 +239,15 @@ impl Keys {
             nbf: now,
             exp: now + ROUTER_TOKEN_LIFETIME.as_secs(),
             jti: uuid::Uuid::new_v4().to_string(),
+            lease: lease.map(|(ns, name)| format!("{ns}/{name}")),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.router_enc)
             .map_err(|e| KeyError::Generate(e.to_string()))?;
         Ok((token, stream))
     }
 
-    /// Checks a router token; returns the stream id. Any failure is UNAUTHENTICATED.
-    pub fn verify_router(&self, token: &str) -> Result<String, Status> {
+    /// Checks a router token; returns what it grants. Any failure is UNAUTHENTICATED.
+    pub fn verify_router(&self, token: &str) -> Result<RouterGrant, Status> {
         let mut v = Validation::new(Algorithm::HS256);
         v.algorithms = vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
         v.set_issuer(&[ROUTER_ISSUER]);
@@ -204,7 +261,14 @@ impl Keys {
         if claims.iat > unix(SystemTime::now()) {
             return Err(Status::unauthenticated("invalid jwt token"));
         }
-        Ok(claims.sub)
+        let lease = claims.lease.as_deref().and_then(|l| {
+            l.split_once('/')
+                .map(|(ns, name)| (ns.to_string(), name.to_string()))
+        });
+        Ok(RouterGrant {
+            stream: claims.sub,
+            lease,
+        })
     }
 }
 
@@ -340,8 +404,15 @@ mod tests {
             .unwrap();
         assert_eq!(
             k.verify_internal(&t).unwrap(),
-            "internal:client:lab:alice:u1"
+            Verified {
+                username: "internal:client:lab:alice:u1".into(),
+                generation: 0
+            }
         );
+        let (t, _) = k
+            .mint_internal_gen("client", "lab", "alice", "u1", DEFAULT_TOKEN_LIFETIME, 3)
+            .unwrap();
+        assert_eq!(k.verify_internal(&t).unwrap().generation, 3);
         // Signed by another key.
         let other = keys();
         let e = other.verify_internal(&t).unwrap_err();
@@ -371,7 +442,21 @@ mod tests {
     fn router_tokens_bind_a_stream() {
         let k = keys();
         let (t, id) = k.mint_router().unwrap();
-        assert_eq!(k.verify_router(&t).unwrap(), id);
+        assert_eq!(
+            k.verify_router(&t).unwrap(),
+            RouterGrant {
+                stream: id,
+                lease: None
+            }
+        );
+        let (t, id) = k.mint_router_for(Some(("lab", "l1"))).unwrap();
+        assert_eq!(
+            k.verify_router(&t).unwrap(),
+            RouterGrant {
+                stream: id,
+                lease: Some(("lab".into(), "l1".into()))
+            }
+        );
         let e = keys().verify_router(&t).unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unauthenticated);
         assert_eq!(e.message(), "invalid jwt token");

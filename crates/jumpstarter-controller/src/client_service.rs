@@ -14,6 +14,7 @@ use crate::model::{ClientRecord, LeaseRecord, TAG_PREFIX, now_secs, reconcile_ti
 use crate::scheduler::Shared;
 use crate::selector::{Selector, to_label_selector, validate_key, validate_value};
 use crate::store::StoreError;
+use crate::text::clip;
 
 /// Most tags a lease may carry.
 pub const MAX_TAGS: usize = 10;
@@ -74,10 +75,13 @@ fn validate_tags(tags: &std::collections::HashMap<String, String>) -> Result<(),
     }
     for (k, v) in tags {
         if k.starts_with(TAG_PREFIX) || k.starts_with("jumpstarter.dev/") {
-            return Err(format!("tag key {k:?} uses a reserved prefix"));
+            return Err(format!(
+                "tag key {k:?} uses a reserved prefix",
+                k = clip(&k)
+            ));
         }
         if k.contains('/') {
-            return Err(format!("tag key {k:?} must not contain '/'"));
+            return Err(format!("tag key {k:?} must not contain '/'", k = clip(&k)));
         }
         validate_key(&format!("{TAG_PREFIX}{k}"))?;
         validate_value(v)?;
@@ -104,7 +108,10 @@ impl ClientService for ClientSvc {
             .await
             .map_err(raw)?
             .ok_or_else(|| {
-                Status::unknown(format!("exporters.jumpstarter.dev \"{name}\" not found"))
+                Status::unknown(format!(
+                    "exporters.jumpstarter.dev \"{name}\" not found",
+                    name = clip(&name)
+                ))
             })?;
         Ok(Response::new(convert::exporter(&e)))
     }
@@ -146,7 +153,10 @@ impl ClientService for ClientSvc {
             .await
             .map_err(raw)?
             .ok_or_else(|| {
-                Status::unknown(format!("leases.jumpstarter.dev \"{name}\" not found"))
+                Status::unknown(format!(
+                    "leases.jumpstarter.dev \"{name}\" not found",
+                    name = clip(&name)
+                ))
             })?;
         Ok(Response::new(convert::lease(&l)))
     }
@@ -217,7 +227,8 @@ impl ClientService for ClientSvc {
                 "Lease.jumpstarter.dev \"{name}\" is invalid: metadata.name: Invalid value: \
                  \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case \
                  alphanumeric characters, '-' or '.', and must start and end with an \
-                 alphanumeric character"
+                 alphanumeric character",
+                name = clip(&name)
             )));
         }
         let selector = to_label_selector(&lease.selector).map_err(|e| Status::unknown(e.0))?;
@@ -288,7 +299,8 @@ impl ClientService for ClientSvc {
                 .is_none()
         {
             return Err(Status::unknown(format!(
-                "target client not found: clients.jumpstarter.dev \"{tname}\" not found"
+                "target client not found: clients.jumpstarter.dev \"{tname}\" not found",
+                tname = clip(&tname)
             )));
         }
         let updated = self
@@ -342,9 +354,10 @@ impl ClientService for ClientSvc {
             })
             .await
             .map_err(|e| match e {
-                StoreError::NotFound { .. } => {
-                    Status::unknown(format!("leases.jumpstarter.dev \"{name}\" not found"))
-                }
+                StoreError::NotFound { .. } => Status::unknown(format!(
+                    "leases.jumpstarter.dev \"{name}\" not found",
+                    name = clip(&name)
+                )),
                 e => raw(e),
             })??;
         self.shared.wake();
@@ -375,9 +388,10 @@ impl ClientService for ClientSvc {
             })
             .await
             .map_err(|e| match e {
-                StoreError::NotFound { .. } => {
-                    Status::unknown(format!("leases.jumpstarter.dev \"{name}\" not found"))
-                }
+                StoreError::NotFound { .. } => Status::unknown(format!(
+                    "leases.jumpstarter.dev \"{name}\" not found",
+                    name = clip(&name)
+                )),
                 e => raw(e),
             })??;
         tracing::info!(lease = %name, client = %c.name, "lease released");
@@ -391,22 +405,32 @@ impl ClientService for ClientSvc {
     ) -> Result<Response<client_v1::RotateTokenResponse>, Status> {
         let ns = parse_parent(&request.get_ref().parent)?;
         let c = caller_in(&self.shared, request.metadata(), &ns).await?;
+        // The new token carries the next credential generation; once it is stored, tokens of
+        // every earlier generation (the caller's included) stop authenticating.
+        let generation = c.token_generation + 1;
         let (token, exp) = self
             .shared
             .keys
-            .mint_internal(
+            .mint_internal_gen(
                 "client",
                 &c.namespace,
                 &c.name,
                 &c.uid,
-                self.shared.token_lifetime,
+                self.shared.rotated_token_lifetime,
+                generation,
             )
             .map_err(|e| Status::internal(format!("failed to mint token: {e}")))?;
         self.shared
             .store
-            .set_client_token(&c.namespace, &c.name, &token)
+            .rotate_client_token(&c.namespace, &c.name, c.token_generation, &token)
             .await
-            .map_err(|e| Status::internal(format!("failed to update credential secret: {e}")))?;
+            .map_err(|e| match e {
+                StoreError::Conflict { .. } => Status::aborted(format!(
+                    "{e}: a concurrent RotateToken won; use the token it returned"
+                )),
+                e => Status::internal(format!("failed to update credential secret: {e}")),
+            })?;
+        tracing::info!(client = %c.name, namespace = %c.namespace, generation, "token rotated");
         Ok(Response::new(client_v1::RotateTokenResponse {
             token,
             expiry: Some(convert::ts(i64::try_from(exp).unwrap_or(i64::MAX))),

@@ -20,6 +20,7 @@ use crate::model::{ClientRecord, Device, ExporterRecord, LeaseRecord, now_secs, 
 use crate::scheduler::{Binding, ListenQueue, Shared, lock};
 use crate::selector::{Expression, LabelSelector};
 use crate::store::StoreError;
+use crate::text::clip;
 
 /// How long Dial waits for an `Available` exporter to become ready.
 pub const DIAL_WAIT: Duration = Duration::from_secs(30);
@@ -36,7 +37,8 @@ pub async fn authenticate(
     want: auth::Kind,
 ) -> Result<Caller, Status> {
     let claimed = auth::claimed(md)?;
-    let username = shared.keys.verify_internal(&claimed.token)?;
+    let verified = shared.keys.verify_internal(&claimed.token)?;
+    let username = verified.username;
     let name = if username.starts_with(INTERNAL_PREFIX) {
         claimed.name.clone().ok_or_else(|| {
             Status::invalid_argument("resource name required for pre-existing authentication")
@@ -54,14 +56,21 @@ pub async fn authenticate(
                 .map_err(raw)?
                 .ok_or_else(|| {
                     Status::unknown(format!(
-                        "client {ns}/{name}: clients.jumpstarter.dev \"{name}\" not found"
+                        "client {ns}/{name}: clients.jumpstarter.dev \"{name}\" not found",
+                        ns = clip(&ns),
+                        name = clip(&name)
                     ))
                 })?;
-            let allowed = username == format!("{INTERNAL_PREFIX}{}", auth::client_subject(&c))
-                || c.username.as_deref() == Some(username.as_str());
+            let own = username == format!("{INTERNAL_PREFIX}{}", auth::client_subject(&c));
+            if own && verified.generation != c.token_generation {
+                return Err(revoked());
+            }
+            let allowed = own || c.username.as_deref() == Some(username.as_str());
             if !allowed {
                 return Err(Status::permission_denied(format!(
-                    "permission denied for client {ns}/{name}"
+                    "permission denied for client {ns}/{name}",
+                    ns = clip(&ns),
+                    name = clip(&name)
                 )));
             }
             Ok(Caller::Client(c))
@@ -74,20 +83,35 @@ pub async fn authenticate(
                 .map_err(raw)?
                 .ok_or_else(|| {
                     Status::unknown(format!(
-                        "exporter {ns}/{name}: exporters.jumpstarter.dev \"{name}\" not found"
+                        "exporter {ns}/{name}: exporters.jumpstarter.dev \"{name}\" not found",
+                        ns = clip(&ns),
+                        name = clip(&name)
                     ))
                 })?;
-            let allowed = username == format!("{INTERNAL_PREFIX}{}", auth::exporter_subject(&e))
-                || e.username.as_deref() == Some(username.as_str());
+            let own = username == format!("{INTERNAL_PREFIX}{}", auth::exporter_subject(&e));
+            if own && verified.generation != e.token_generation {
+                return Err(revoked());
+            }
+            let allowed = own || e.username.as_deref() == Some(username.as_str());
             if !allowed {
                 return Err(Status::permission_denied(format!(
-                    "permission denied for exporter {ns}/{name}"
+                    "permission denied for exporter {ns}/{name}",
+                    ns = clip(&ns),
+                    name = clip(&name)
                 )));
             }
             Ok(Caller::Exporter(e))
         }
         _ => Err(Status::invalid_argument("object kind mismatch")),
     }
+}
+
+/// A token of the right subject whose credential generation is not the record's: it was
+/// replaced by a rotation.
+fn revoked() -> Status {
+    Status::unauthenticated(
+        "token revoked: it was replaced by a newer token (RotateToken); use the new token",
+    )
 }
 
 /// An authenticated caller.
@@ -111,7 +135,10 @@ pub async fn exporter(shared: &Shared, md: &MetadataMap) -> Result<ExporterRecor
 }
 
 fn lease_not_found(name: &str) -> Status {
-    Status::unknown(format!("leases.jumpstarter.dev \"{name}\" not found"))
+    Status::unknown(format!(
+        "leases.jumpstarter.dev \"{name}\" not found",
+        name = clip(&name)
+    ))
 }
 
 pub struct ControllerSvc {
@@ -400,7 +427,8 @@ impl ControllerService for ControllerSvc {
                 .map_err(raw)?
                 .ok_or_else(|| {
                     Status::unknown(format!(
-                        "exporters.jumpstarter.dev \"{exporter_name}\" not found"
+                        "exporters.jumpstarter.dev \"{exporter_name}\" not found",
+                        exporter_name = clip(&exporter_name)
                     ))
                 })?;
             match e.status.as_str() {
@@ -426,40 +454,61 @@ impl ControllerService for ControllerSvc {
                 }
                 other => {
                     return Err(Status::failed_precondition(format!(
-                        "exporter not ready (status: {other})"
+                        "exporter not ready (status: {other})",
+                        other = clip(&other)
                     )));
                 }
             }
         }
-        let (token, _stream) = self
+        let lease_key = (c.namespace.clone(), name.clone());
+        let (token, stream) = self
             .shared
             .keys
-            .mint_router()
+            .mint_router_for(Some((&c.namespace, &name)))
             .map_err(|_| Status::internal("unable to sign token"))?;
+        // Each Dial holds a connection on the exporter (and one here) until its streams pair:
+        // bound how many may be unpaired at once. A slot is freed by the pairing, by the
+        // first stream's pairing timeout, or after twice that if nobody came.
+        let limits = &self.shared.limits;
+        let window = limits.handshake_timeout.saturating_mul(2);
+        if let Err(n) =
+            self.shared
+                .dials
+                .reserve(&lease_key, &stream, limits.max_pending_dials, window)
+        {
+            return Err(Status::resource_exhausted(format!(
+                "{}; wait for pending Dials of lease {} to pair or time out",
+                jumpstarter_core::limits::Limits::exceeded("max_pending_dials", n),
+                clip(&name)
+            )));
+        }
         let response = v1::ListenResponse {
             router_endpoint: self.shared.router_endpoint.clone(),
             router_token: token.clone(),
         };
-        {
+        let pushed = {
             let map = lock(&self.shared.listeners);
-            let Some(q) = map.get(&(c.namespace.clone(), name.clone())) else {
+            let Some(q) = map.get(&lease_key) else {
+                self.shared.dials.settle(&lease_key, &stream);
                 return Err(Status::unavailable(format!(
-                    "exporter is not listening on lease {name}"
+                    "exporter is not listening on lease {name}",
+                    name = clip(&name)
                 )));
             };
             match q.tx.try_send(response) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    return Err(Status::resource_exhausted(format!(
-                        "listener buffer full on lease {name}"
-                    )));
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    return Err(Status::unavailable(format!(
-                        "exporter is not listening on lease {name}"
-                    )));
-                }
+                Ok(()) => Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => Err(Status::resource_exhausted(
+                    format!("listener buffer full on lease {name}", name = clip(&name)),
+                )),
+                Err(mpsc::error::TrySendError::Closed(_)) => Err(Status::unavailable(format!(
+                    "exporter is not listening on lease {name}",
+                    name = clip(&name)
+                ))),
             }
+        };
+        if let Err(e) = pushed {
+            self.shared.dials.settle(&lease_key, &stream);
+            return Err(e);
         }
         Ok(Response::new(v1::DialResponse {
             router_endpoint: self.shared.router_endpoint.clone(),
@@ -594,11 +643,14 @@ impl ControllerService for ControllerSvc {
                 .lease(&e.namespace, &name)
                 .await
                 .map_err(|err| Status::internal(format!("failed to get lease: {err}")))?
-                .ok_or_else(|| Status::not_found(format!("lease {name} not found")))?;
+                .ok_or_else(|| {
+                    Status::not_found(format!("lease {name} not found", name = clip(&name)))
+                })?;
             if l.st_exporter.as_deref() != Some(e.name.as_str()) {
                 return Err(Status::failed_precondition(format!(
                     "lease {name} is not held by exporter {}",
-                    e.name
+                    e.name,
+                    name = clip(&name)
                 )));
             }
             self.set_release(&e.namespace, &name).await.map_err(|err| {

@@ -6,6 +6,7 @@ use jumpstarter_protocol::v1;
 use tonic::Status;
 
 use crate::model::{Condition, ExporterRecord, LeaseRecord, now_nanos};
+use crate::text::clip;
 
 /// CRD status string -> protocol enum.
 pub fn status_to_proto(s: &str) -> v1::ExporterStatus {
@@ -117,14 +118,16 @@ pub fn parse_parent(s: &str) -> Result<String, Status> {
     let parts: Vec<&str> = s.split('/').collect();
     if parts.len() != 2 {
         return Err(Status::invalid_argument(format!(
-            "invalid number of segments in identifier \"{s}\", expecting 2, got {}",
+            "invalid number of segments in identifier \"{}\", expecting 2, got {}",
+            clip(s),
             parts.len()
         )));
     }
     if parts[0] != "namespaces" {
         return Err(Status::invalid_argument(format!(
-            "invalid first segment in identifier \"{s}\", expecting \"namespaces\", got \"{}\"",
-            parts[0]
+            "invalid first segment in identifier \"{}\", expecting \"namespaces\", got \"{}\"",
+            clip(s),
+            clip(parts[0])
         )));
     }
     Ok(parts[1].to_string())
@@ -135,20 +138,23 @@ pub fn parse_name(s: &str, kind: &str) -> Result<(String, String), Status> {
     let parts: Vec<&str> = s.split('/').collect();
     if parts.len() != 4 {
         return Err(Status::invalid_argument(format!(
-            "invalid number of segments in identifier \"{s}\", expecting 4, got {}",
+            "invalid number of segments in identifier \"{}\", expecting 4, got {}",
+            clip(s),
             parts.len()
         )));
     }
     if parts[0] != "namespaces" {
         return Err(Status::invalid_argument(format!(
-            "invalid first segment in identifier \"{s}\", expecting \"namespaces\", got \"{}\"",
-            parts[0]
+            "invalid first segment in identifier \"{}\", expecting \"namespaces\", got \"{}\"",
+            clip(s),
+            clip(parts[0])
         )));
     }
     if parts[2] != kind {
         return Err(Status::invalid_argument(format!(
-            "invalid third segment in identifier \"{s}\", expecting \"{kind}\", got \"{}\"",
-            parts[2]
+            "invalid third segment in identifier \"{}\", expecting \"{kind}\", got \"{}\"",
+            clip(s),
+            clip(parts[2])
         )));
     }
     Ok((parts[1].to_string(), parts[3].to_string()))

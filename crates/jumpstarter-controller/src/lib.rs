@@ -16,11 +16,13 @@ pub mod certs;
 pub mod client_service;
 pub mod controller_service;
 pub mod convert;
+pub mod dials;
 pub mod model;
 pub mod router;
 pub mod scheduler;
 pub mod selector;
 pub mod store;
+pub mod text;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -58,6 +60,8 @@ pub struct Options {
     pub tls_key: Option<PathBuf>,
     /// Lifetime of minted client/exporter tokens.
     pub token_lifetime: Duration,
+    /// Lifetime of tokens issued by RotateToken (capped at `token_lifetime`).
+    pub rotated_token_lifetime: Duration,
     /// Silence after which an exporter is marked offline (Go: 60 s).
     pub offline_after: Duration,
 }
@@ -236,13 +240,16 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         )
         .await?;
 
-    let shared = Arc::new(Shared::new(
+    let mut shared = Shared::new(
         store,
-        keys.clone(),
+        keys,
         endpoint.clone(),
         opts.token_lifetime,
         opts.offline_after,
-    ));
+    );
+    shared.rotated_token_lifetime = opts.rotated_token_lifetime.min(opts.token_lifetime);
+    let max_message = shared.limits.controller_max_message;
+    let shared = Arc::new(shared);
     let (stop_sched_tx, stop_sched_rx) = oneshot::channel();
     let scheduler = tokio::spawn(scheduler::run(shared.clone(), stop_sched_rx));
 
@@ -256,15 +263,19 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         .http2_keepalive_interval(Some(Duration::from_secs(60)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(health)
-        .add_service(ControllerServiceServer::new(
-            controller_service::ControllerSvc {
+        .add_service(
+            ControllerServiceServer::new(controller_service::ControllerSvc {
                 shared: shared.clone(),
-            },
-        ))
-        .add_service(ClientServiceServer::new(client_service::ClientSvc {
-            shared: shared.clone(),
-        }))
-        .add_service(router::RouterSvc::new(keys))
+            })
+            .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            ClientServiceServer::new(client_service::ClientSvc {
+                shared: shared.clone(),
+            })
+            .max_decoding_message_size(max_message),
+        )
+        .add_service(router::RouterSvc::new(shared.clone()))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = stop_rx.await;
         });

@@ -82,6 +82,10 @@ pub struct ClientRecord {
     #[serde(default)]
     pub username: Option<String>,
     pub token: String,
+    /// Bumped by every token rotation; only tokens of the current generation authenticate
+    /// (records and tokens from before rotation revoked old tokens are generation 0).
+    #[serde(default)]
+    pub token_generation: u64,
     pub created: i64,
 }
 
@@ -117,6 +121,10 @@ pub struct ExporterRecord {
     #[serde(default)]
     pub last_seen: Option<i64>,
     pub token: String,
+    /// Bumped by every token rotation; only tokens of the current generation authenticate
+    /// (records and tokens from before rotation revoked old tokens are generation 0).
+    #[serde(default)]
+    pub token_generation: u64,
     pub created: i64,
 }
 

@@ -1,9 +1,11 @@
 //! `jumpstarter.v1.RouterService` (controller.md §7): pairs the two streams that present a
 //! token for the same stream id and copies frames between them unchanged, in order, with
-//! HTTP/2 flow control as the only buffer. The first arrival waits (no timeout) until its
-//! partner comes or it goes away; an end of stream on one side ends that direction only; an
-//! error on either side ends both. A token is good for one pairing: a third stream with the
-//! same token is refused.
+//! HTTP/2 flow control as the only buffer. The first arrival waits until its partner comes,
+//! it goes away, the pairing timeout passes (`limits.handshake_timeout`, DEADLINE_EXCEEDED) or
+//! the lease ends; an end of stream on one side ends that direction only; an error on either
+//! side ends both. A token is good for one pairing: a third stream with the same token is
+//! refused. Streams of a lease (tokens minted by Dial name it) end when the lease ends,
+//! waiting or paired ([`crate::dials`]).
 //!
 //! The service works one level below tonic's generated code: it relays the HTTP/2 DATA
 //! bytes of one side's request body as the other side's response body, without decoding
@@ -32,8 +34,11 @@ use tonic::codegen::{BoxFuture, Service, http};
 use tonic::metadata::MetadataMap;
 use tonic::server::NamedService;
 
-use crate::auth::{Keys, bearer};
-use crate::scheduler::lock;
+use crate::auth::bearer;
+use crate::dials::Key;
+use crate::scheduler::{Shared, lock};
+use crate::text::clip;
+use tokio_util::sync::CancellationToken;
 
 /// The one method of the service.
 const STREAM_PATH: &str = "/jumpstarter.v1.RouterService/Stream";
@@ -62,17 +67,22 @@ struct Pending {
 
 #[derive(Clone)]
 pub struct RouterSvc {
-    keys: Keys,
+    shared: Arc<Shared>,
     pending: Arc<Mutex<Pending>>,
 }
 
 impl RouterSvc {
-    pub fn new(keys: Keys) -> Self {
+    pub fn new(shared: Arc<Shared>) -> Self {
         RouterSvc {
-            keys,
+            shared,
             pending: Default::default(),
         }
     }
+}
+
+/// One side's response ends with `status` (best effort: the side may be gone).
+fn end_with(out: &Out, status: &Status) {
+    let _ = out.try_send(Frame::trailers(trailers(status)));
 }
 
 impl NamedService for RouterSvc {
@@ -132,14 +142,25 @@ impl RouterSvc {
         if req.uri().path() != STREAM_PATH {
             return Err(Status::unimplemented(format!(
                 "unknown method {}",
-                req.uri().path()
+                clip(req.uri().path())
             )));
         }
         let md = MetadataMap::from_headers(req.headers().clone());
         let token = bearer(&md).map_err(|e| {
             Status::unauthenticated(format!("missing or invalid authorization: {}", e.message()))
         })?;
-        let id = self.keys.verify_router(&token)?;
+        let grant = self.shared.keys.verify_router(&token)?;
+        let id = grant.stream;
+        let lease: Option<Key> = grant.lease;
+        // A stream of a lease lives no longer than the lease.
+        let lease_end =
+            match &lease {
+                Some(key) => Some(self.shared.dials.lease_end(key).ok_or_else(|| {
+                    Status::unavailable(format!("lease {} has ended", clip(&key.1)))
+                })?),
+                None => None,
+            };
+        let lease_end = lease_end.unwrap_or_default();
         if let Some(enc) = req.headers().get("grpc-encoding")
             && enc.as_bytes() != b"identity"
         {
@@ -177,19 +198,46 @@ impl RouterSvc {
         };
         match partner {
             None => {
-                // First arrival: forget it when it goes away before its partner comes.
-                let pending = self.pending.clone();
+                // First arrival: it waits for its partner for the pairing timeout at most,
+                // and no longer than the lease; forget it when it goes away first.
+                let (pending, shared) = (self.pending.clone(), self.shared.clone());
+                let timeout = self.shared.limits.handshake_timeout;
                 tokio::spawn(async move {
-                    out.closed().await;
-                    let mut p = lock(&pending);
-                    if p.waiting.get(&id).is_some_and(|w| w.out.is_closed()) {
-                        p.waiting.remove(&id);
+                    let why = tokio::select! {
+                        _ = out.closed() => None,
+                        _ = tokio::time::sleep(timeout) => Some(Status::deadline_exceeded(format!(
+                            "no partner joined this router stream within {:.1} s \
+                             (JMP_HANDSHAKE_TIMEOUT)",
+                            timeout.as_secs_f64()
+                        ))),
+                        _ = lease_end.cancelled() => Some(Status::cancelled("the lease has ended")),
+                    };
+                    // Still waiting (not paired meanwhile)? Then it is ours to end.
+                    let waiting = {
+                        let mut p = lock(&pending);
+                        if p.waiting.get(&id).is_some_and(|w| w.out.same_channel(&out)) {
+                            p.waiting.remove(&id)
+                        } else {
+                            None
+                        }
+                    };
+                    if let Some(w) = waiting {
+                        if let Some(why) = &why {
+                            tracing::debug!(stream = %id, "unpaired router stream ended: {}", why.message());
+                            end_with(&w.out, why);
+                        }
+                        if let Some(key) = &lease {
+                            shared.dials.settle(key, &id);
+                        }
                     }
                 });
             }
             Some((first, inbound)) => {
                 tracing::debug!(stream = %id, "router streams paired");
-                tokio::spawn(relay(first, inbound, out));
+                if let Some(key) = &lease {
+                    self.shared.dials.settle(key, &id);
+                }
+                tokio::spawn(relay(first, inbound, out, lease_end));
             }
         }
         let body = StreamBody::new(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
@@ -204,14 +252,21 @@ impl RouterSvc {
 
 /// Both directions of a pair until both have ended or one has failed; then each side's
 /// response ends with its grpc-status.
-async fn relay(first: Waiting, second_in: Body, second_out: Out) {
+async fn relay(first: Waiting, second_in: Body, second_out: Out, lease_end: CancellationToken) {
     let mut a = tokio::spawn(pump(first.inbound, second_out.clone()));
     let mut b = tokio::spawn(pump(second_in, first.out.clone()));
     let (ra, rb) = (a.abort_handle(), b.abort_handle());
     // Either direction failing ends both; a clean end of one direction waits for the other.
+    let both = async {
+        tokio::select! {
+            r = &mut a => match r { Ok(Ok(())) => (&mut b).await.ok().and_then(Result::err), Ok(Err(e)) => Some(e), Err(_) => None },
+            r = &mut b => match r { Ok(Ok(())) => (&mut a).await.ok().and_then(Result::err), Ok(Err(e)) => Some(e), Err(_) => None },
+        }
+    };
+    // The lease's end ends the pair too.
     let fail = tokio::select! {
-        r = &mut a => match r { Ok(Ok(())) => b.await.ok().and_then(Result::err), Ok(Err(e)) => Some(e), Err(_) => None },
-        r = &mut b => match r { Ok(Ok(())) => a.await.ok().and_then(Result::err), Ok(Err(e)) => Some(e), Err(_) => None },
+        f = both => f,
+        _ = lease_end.cancelled() => Some(Status::cancelled("the lease has ended")),
     };
     ra.abort();
     rb.abort();

@@ -16,8 +16,10 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::auth::Keys;
+use crate::dials::Dials;
 use crate::model::{ExporterRecord, LeaseRecord, now_nanos, set_condition};
 use crate::store::{Store, StoreError, write_exporter, write_lease};
+use jumpstarter_core::limits::Limits;
 use jumpstarter_protocol::v1::ListenResponse;
 
 /// Status stream heartbeat (Go: 10 s).
@@ -72,6 +74,12 @@ pub struct Shared {
     pub status_version: watch::Sender<u64>,
     pub listeners: Mutex<HashMap<Key, ListenQueue>>,
     pub listen_generation: std::sync::atomic::AtomicU64,
+    /// Router streams per lease: pending Dials and the end of every stream with its lease.
+    pub dials: Dials,
+    /// The resource bounds in force.
+    pub limits: Limits,
+    /// Lifetime of tokens issued by RotateToken.
+    pub rotated_token_lifetime: Duration,
 }
 
 impl Shared {
@@ -94,6 +102,9 @@ impl Shared {
             status_version: watch::Sender::new(0),
             listeners: Mutex::new(HashMap::new()),
             listen_generation: Default::default(),
+            dials: Dials::default(),
+            limits: jumpstarter_core::limits::global().clone(),
+            rotated_token_lifetime: token_lifetime,
         }
     }
 
@@ -262,6 +273,13 @@ pub async fn pass(shared: &Shared) -> Result<Option<i64>, StoreError> {
     tx.commit().await?;
     leases.retain(|l| !l.ended);
     shared.publish_bindings(&exporters, &leases);
+    // Router streams end with their lease (whichever way it ended: released, expired, or
+    // removed by an administrator).
+    let active: HashSet<Key> = leases
+        .iter()
+        .map(|l| (l.namespace.clone(), l.name.clone()))
+        .collect();
+    shared.dials.retain(|k| active.contains(k));
     if status_changed {
         shared.status_version.send_modify(|v| *v += 1);
     }
@@ -383,6 +401,7 @@ fn acquire(
         };
         if !l.selector.is_empty() && !l.selector.matches(&e.labels) {
             let sel = l.selector.to_string();
+            let sel = crate::text::clip(&sel);
             return unsatisfiable(
                 l,
                 "SelectorMismatch",

@@ -7,6 +7,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::text::clip;
+
 /// Operators of one requirement of a selector string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -51,7 +53,8 @@ pub fn validate_value(v: &str) -> Result<(), String> {
     }
     if v.len() > 63 {
         return Err(format!(
-            "invalid label value: {v:?}: must be no more than 63 characters"
+            "invalid label value: {:?}: must be no more than 63 characters",
+            clip(v)
         ));
     }
     let ok = v.chars().all(is_name_char)
@@ -59,9 +62,10 @@ pub fn validate_value(v: &str) -> Result<(), String> {
         && v.ends_with(|c: char| c.is_ascii_alphanumeric());
     if !ok {
         return Err(format!(
-            "invalid label value: {v:?}: a valid label must be an empty string or consist of \
+            "invalid label value: {:?}: a valid label must be an empty string or consist of \
              alphanumeric characters, '-', '_' or '.', and must start and end with an \
-             alphanumeric character"
+             alphanumeric character",
+            clip(v)
         ));
     }
     Ok(())
@@ -86,7 +90,8 @@ pub fn validate_key(k: &str) -> Result<(), String> {
             });
         if !ok {
             return Err(format!(
-                "invalid label key {k:?}: prefix part must be a lowercase RFC 1123 subdomain"
+                "invalid label key {:?}: prefix part must be a lowercase RFC 1123 subdomain",
+                clip(k)
             ));
         }
     }
@@ -97,8 +102,9 @@ pub fn validate_key(k: &str) -> Result<(), String> {
         && name.ends_with(|c: char| c.is_ascii_alphanumeric());
     if !ok {
         return Err(format!(
-            "invalid label key {k:?}: name part must consist of alphanumeric characters, '-', \
-             '_' or '.', and must start and end with an alphanumeric character"
+            "invalid label key {:?}: name part must consist of alphanumeric characters, '-', \
+             '_' or '.', and must start and end with an alphanumeric character",
+            clip(k)
         ));
     }
     Ok(())
@@ -228,8 +234,9 @@ fn parse_requirement(lx: &mut Lexer<'_>) -> Result<Requirement, SelectorError> {
             "notin" => Op::NotIn,
             other => {
                 return Err(SelectorError(format!(
-                    "unable to parse requirement: found '{other}', expected: in, notin, =, \
-                     ==, !=, gt, lt"
+                    "unable to parse requirement: found '{}', expected: in, notin, =, \
+                     ==, !=, gt, lt",
+                    clip(other)
                 )));
             }
         }
@@ -267,7 +274,8 @@ fn parse_requirement(lx: &mut Lexer<'_>) -> Result<Requirement, SelectorError> {
             if matches!(op, Op::GreaterThan | Op::LessThan) {
                 if v.parse::<i64>().is_err() {
                     return Err(SelectorError(format!(
-                        "for 'Gt', 'Lt' operators, the value must be an integer: {v:?}"
+                        "for 'Gt', 'Lt' operators, the value must be an integer: {:?}",
+                        clip(&v)
                     )));
                 }
             } else {
@@ -394,7 +402,9 @@ pub fn to_label_selector(s: &str) -> Result<LabelSelector, SelectorError> {
                     return Err(SelectorError(format!(
                         "invalid selector: label {} cannot have multiple equality requirements \
                          with different values ({} and {})",
-                        r.key, old, v
+                        clip(&r.key),
+                        clip(old),
+                        clip(&v)
                     )));
                 }
                 out.match_labels.insert(r.key, v);

@@ -59,6 +59,8 @@ pub enum StoreError {
     AlreadyExists { kind: &'static str, name: String },
     #[error("{kind}.jumpstarter.dev \"{name}\" not found")]
     NotFound { kind: &'static str, name: String },
+    #[error("the credential of {kind}.jumpstarter.dev \"{name}\" was replaced meanwhile")]
+    Conflict { kind: &'static str, name: String },
 }
 
 impl StoreError {
@@ -263,11 +265,14 @@ impl Store {
             .await
     }
 
-    /// Replaces a client's stored credential (token rotation).
-    pub async fn set_client_token(
+    /// Replaces a client's stored credential (token rotation): `token` must carry generation
+    /// `from + 1`, and the record must still be at generation `from` (else [`StoreError::Conflict`],
+    /// a concurrent rotation won). From then on only `token`'s generation authenticates.
+    pub async fn rotate_client_token(
         &self,
         ns: &str,
         name: &str,
+        from: u64,
         token: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
@@ -284,7 +289,14 @@ impl Store {
             });
         };
         let mut c: ClientRecord = from_json(&row)?;
+        if c.token_generation != from {
+            return Err(StoreError::Conflict {
+                kind: "clients",
+                name: name.into(),
+            });
+        }
         c.token = token.to_string();
+        c.token_generation = from + 1;
         sqlx::query("UPDATE clients SET data = ? WHERE namespace = ? AND name = ?")
             .bind(to_json(&c)?)
             .bind(ns)

@@ -62,6 +62,7 @@ async fn start(dir: &Path) -> Running {
         tls_cert: None,
         tls_key: None,
         token_lifetime: Duration::from_secs(3600),
+        rotated_token_lifetime: Duration::from_secs(600),
         offline_after: Duration::from_secs(60),
     })
     .await
@@ -847,6 +848,7 @@ async fn corrupt_and_locked_databases_are_refused_with_a_clear_error() {
         tls_cert: None,
         tls_key: None,
         token_lifetime: Duration::from_secs(60),
+        rotated_token_lifetime: Duration::from_secs(600),
         offline_after: Duration::from_secs(60),
     })
     .await
@@ -895,6 +897,7 @@ async fn leases_survive_a_controller_restart() {
         tls_cert: None,
         tls_key: None,
         token_lifetime: Duration::from_secs(3600),
+        rotated_token_lifetime: Duration::from_secs(600),
         offline_after: Duration::from_secs(60),
     })
     .await

@@ -25,9 +25,12 @@ use jumpstarter_protocol::frames::Frame;
 use jumpstarter_protocol::v1::controller_service_client::ControllerServiceClient;
 use jumpstarter_protocol::v1::router_service_client::RouterServiceClient;
 use jumpstarter_protocol::v1::{DialRequest, StreamRequest, StreamResponse};
+use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::{Code, Request, Status};
 
 use crate::client::{Client, ClientError};
@@ -69,7 +72,75 @@ impl Identity {
 type FrameStream = Pin<Box<dyn futures::Stream<Item = Result<Frame, Status>> + Send>>;
 
 /// One router stream as a byte stream (and as a server-side connection).
-pub struct RouterStream(FrameIo<FrameStream, StreamRequest>);
+///
+/// The router holds a stream until its partner joins; [`RouterStream::paired`] waits for
+/// that (the partner's first bytes) with a deadline, and [`RouterStream::ending_with`] ties
+/// the stream to a signal (the end of its lease), after which reads and writes fail, so
+/// whatever serves the stream lets it go.
+pub struct RouterStream {
+    io: FrameIo<FrameStream, StreamRequest>,
+    /// Bytes read by [`RouterStream::paired`] that the reader has not had yet.
+    unread: bytes::Bytes,
+    end: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+}
+
+/// Why a router stream did not pair.
+#[derive(Debug, thiserror::Error)]
+pub enum PairError {
+    #[error("no partner joined the router stream within {0:?}")]
+    Timeout(Duration),
+    #[error("the router stream ended before a partner joined")]
+    Ended,
+    #[error("the router stream failed before a partner joined: {0}")]
+    Io(#[source] std::io::Error),
+}
+
+impl RouterStream {
+    fn new(io: FrameIo<FrameStream, StreamRequest>) -> RouterStream {
+        RouterStream {
+            io,
+            unread: bytes::Bytes::new(),
+            end: None,
+        }
+    }
+
+    /// Waits at most `timeout` for the first bytes from the other side (the router relays
+    /// nothing before both sides are there); they stay to be read. A stream that is not
+    /// joined in time, ends or fails first is an error, and dropping it closes it.
+    pub async fn paired(mut self, timeout: Duration) -> Result<RouterStream, PairError> {
+        use tokio::io::AsyncReadExt;
+        let mut first = vec![0u8; 16 * 1024];
+        let n = tokio::time::timeout(timeout, self.io.read(&mut first))
+            .await
+            .map_err(|_| PairError::Timeout(timeout))?
+            .map_err(PairError::Io)?;
+        if n == 0 {
+            return Err(PairError::Ended);
+        }
+        first.truncate(n);
+        self.unread = first.into();
+        Ok(self)
+    }
+
+    /// From when `end` is cancelled on, every read and write fails (ConnectionAborted).
+    pub fn ending_with(mut self, end: CancellationToken) -> RouterStream {
+        self.end = Some(Box::pin(end.cancelled_owned()));
+        self
+    }
+
+    fn ended(&mut self, cx: &mut Context<'_>) -> bool {
+        self.end
+            .as_mut()
+            .is_some_and(|end| end.as_mut().poll(cx).is_ready())
+    }
+}
+
+fn aborted() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "the router stream's lease has ended",
+    )
+}
 
 impl AsyncRead for RouterStream {
     fn poll_read(
@@ -77,7 +148,16 @@ impl AsyncRead for RouterStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        if self.ended(cx) {
+            return Poll::Ready(Err(aborted()));
+        }
+        if !self.unread.is_empty() {
+            let n = self.unread.len().min(buf.remaining());
+            let chunk = self.unread.split_to(n);
+            buf.put_slice(&chunk);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
@@ -87,13 +167,19 @@ impl AsyncWrite for RouterStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        if self.ended(cx) {
+            return Poll::Ready(Err(aborted()));
+        }
+        Pin::new(&mut self.io).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        if self.ended(cx) {
+            return Poll::Ready(Err(aborted()));
+        }
+        Pin::new(&mut self.io).poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -149,7 +235,7 @@ pub async fn router_stream(
     req.metadata_mut().insert("authorization", bearer);
     let incoming = router.stream(req).await?.into_inner();
     let frames: FrameStream = Box::pin(incoming.map(|r| r.map(StreamResponse::frame)));
-    Ok(RouterStream(FrameIo::new(
+    Ok(RouterStream::new(FrameIo::new(
         frames,
         tx,
         StreamRequest::data,

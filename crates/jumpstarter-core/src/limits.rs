@@ -101,6 +101,12 @@ limits! {
     /// Levels of drivers in an exporter's tree, counting those reached through `ref:`.
     tree_max_depth: usize = 64, DEFAULT_TREE_MAX_DEPTH,
         "JMP_TREE_MAX_DEPTH", "levels of nested drivers in an exporter's driver tree";
+    /// Dials of one lease whose router streams are not paired yet (each holds a connection).
+    max_pending_dials: usize = 16, DEFAULT_MAX_PENDING_DIALS,
+        "JMP_MAX_PENDING_DIALS", "unpaired Dials pending at once per lease";
+    /// Bytes of one request message to the controller's services.
+    controller_max_message: usize = 4 << 20, DEFAULT_CONTROLLER_MAX_MESSAGE,
+        "JMP_CONTROLLER_MAX_MESSAGE", "bytes in one request message to the controller";
 }
 
 impl Limits {

@@ -308,8 +308,14 @@ impl Exporter {
             }
         });
 
-        // Listen: each answer is a router stream, served as a connection of the session.
+        // Listen: each answer is a router stream, served as a connection of the session once
+        // the client has joined it. A stream nobody joins within the handshake timeout is
+        // closed, at most `max_pending_dials` wait at once (more Dials are ignored until
+        // some pair or time out), and every stream of the lease ends with the lease.
         let (l3, c3, lease_name) = (link.clone(), cancel.clone(), name.to_string());
+        let limits = jumpstarter_core::limits::global();
+        let pending = Arc::new(tokio::sync::Semaphore::new(limits.max_pending_dials));
+        let pairing_timeout = limits.handshake_timeout;
         tokio::spawn(async move {
             let mut backoff = MIN_BACKOFF;
             while !c3.is_cancelled() {
@@ -322,16 +328,47 @@ impl Exporter {
                         .await
                         .map_err(|e| format!("Listen refused: {}", e.message()))?
                         .into_inner();
+                    let mut refused = 0u64;
                     while let Some(m) = s.next().await {
                         let m = m.map_err(|e| format!("Listen failed: {}", e.message()))?;
-                        let (l4, tx) = (l3.clone(), conn_tx.clone());
+                        let Ok(permit) = pending.clone().try_acquire_owned() else {
+                            // One line per burst, not per Dial.
+                            if refused == 0 {
+                                tracing::warn!(
+                                    lease = %lease_name,
+                                    "ignoring Dials: {}",
+                                    jumpstarter_core::limits::Limits::exceeded(
+                                        "max_pending_dials",
+                                        limits.max_pending_dials
+                                    )
+                                );
+                            }
+                            refused += 1;
+                            continue;
+                        };
+                        if refused > 0 {
+                            tracing::warn!(lease = %lease_name, "{refused} Dials were ignored");
+                            refused = 0;
+                        }
+                        let (l4, tx, end) = (l3.clone(), conn_tx.clone(), c3.clone());
                         tokio::spawn(async move {
-                            match router_stream(&m.router_endpoint, &m.router_token, &l4.dial).await
-                            {
+                            let joined = async {
+                                let t =
+                                    router_stream(&m.router_endpoint, &m.router_token, &l4.dial)
+                                        .await
+                                        .map_err(|e| e.to_string())?;
+                                t.paired(pairing_timeout).await.map_err(|e| e.to_string())
+                            };
+                            let joined = tokio::select! {
+                                j = joined => j,
+                                _ = end.cancelled() => return,
+                            };
+                            drop(permit);
+                            match joined {
                                 Ok(t) => {
-                                    let _ = tx.send(Ok(t)).await;
+                                    let _ = tx.send(Ok(t.ending_with(end))).await;
                                 }
-                                Err(e) => tracing::warn!("{e}"),
+                                Err(e) => tracing::debug!("router stream dropped: {e}"),
                             }
                         });
                     }

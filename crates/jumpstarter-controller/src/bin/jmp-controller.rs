@@ -57,6 +57,10 @@ struct Serve {
     /// Lifetime of newly minted client and exporter tokens, in days.
     #[arg(long, default_value_t = 365, value_name = "DAYS")]
     token_lifetime_days: u64,
+    /// Lifetime of a token issued by RotateToken (`jmp auth rotate`), in days (at most
+    /// --token-lifetime-days). The rotated-away token stops working at once.
+    #[arg(long, default_value_t = 30, value_name = "DAYS")]
+    rotated_token_lifetime_days: u64,
     /// Seconds without a heartbeat after which an exporter is marked offline.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     offline_after: u64,
@@ -245,6 +249,9 @@ async fn serve(s: Serve) -> Result<(), BoxError> {
         tls_cert: s.tls_cert,
         tls_key: s.tls_key,
         token_lifetime: Duration::from_secs(s.token_lifetime_days.saturating_mul(86_400)),
+        rotated_token_lifetime: Duration::from_secs(
+            s.rotated_token_lifetime_days.saturating_mul(86_400),
+        ),
         offline_after: Duration::from_secs(s.offline_after.max(1)),
     })
     .await?;
