@@ -12,6 +12,7 @@
 //! Building the TLS config and reading client configs is the caller's business.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -253,7 +254,7 @@ pub struct LeaseClient {
     target: Target,
     dial: Dial,
     who: Identity,
-    channel: H2Channel,
+    channel: Arc<std::sync::Mutex<H2Channel>>,
 }
 
 fn is_ready(l: &Lease) -> bool {
@@ -276,7 +277,7 @@ impl LeaseClient {
             target,
             dial,
             who,
-            channel,
+            channel: Arc::new(std::sync::Mutex::new(channel)),
         })
     }
 
@@ -293,12 +294,32 @@ impl LeaseClient {
         }
     }
 
-    fn clients(&self) -> ClientServiceClient<H2Channel> {
-        ClientServiceClient::with_origin(self.channel.clone(), self.channel.origin())
+    /// The connection to the controller, dialled again when it closed (the controller closes
+    /// connections idle for `JMP_IDLE_TIMEOUT`, and a shell can sit idle for hours).
+    async fn channel(&self) -> Result<H2Channel, ControllerError> {
+        let current = self
+            .channel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if !current.is_closed() {
+            return Ok(current);
+        }
+        let fresh = channel(&self.target, &self.dial).await?;
+        *self.channel.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+        Ok(fresh)
     }
 
-    fn controller(&self) -> ControllerServiceClient<H2Channel> {
-        ControllerServiceClient::with_origin(self.channel.clone(), self.channel.origin())
+    async fn clients(&self) -> Result<ClientServiceClient<H2Channel>, ControllerError> {
+        let ch = self.channel().await?;
+        let origin = ch.origin();
+        Ok(ClientServiceClient::with_origin(ch, origin))
+    }
+
+    async fn controller(&self) -> Result<ControllerServiceClient<H2Channel>, ControllerError> {
+        let ch = self.channel().await?;
+        let origin = ch.origin();
+        Ok(ControllerServiceClient::with_origin(ch, origin))
     }
 
     pub async fn create_lease(&self, lease: Lease, id: &str) -> Result<Lease, ControllerError> {
@@ -309,6 +330,7 @@ impl LeaseClient {
         };
         Ok(self
             .clients()
+            .await?
             .create_lease(self.who.request(req))
             .await?
             .into_inner())
@@ -320,6 +342,7 @@ impl LeaseClient {
         };
         Ok(self
             .clients()
+            .await?
             .get_lease(self.who.request(req))
             .await?
             .into_inner())
@@ -344,6 +367,7 @@ impl LeaseClient {
             };
             let page = self
                 .clients()
+                .await?
                 .list_leases(self.who.request(req))
                 .await?
                 .into_inner();
@@ -378,6 +402,7 @@ impl LeaseClient {
             };
             let page = self
                 .clients()
+                .await?
                 .list_exporters(self.who.request(req))
                 .await?
                 .into_inner();
@@ -402,6 +427,7 @@ impl LeaseClient {
         };
         Ok(self
             .clients()
+            .await?
             .update_lease(self.who.request(req))
             .await?
             .into_inner())
@@ -427,6 +453,7 @@ impl LeaseClient {
             };
             let page = self
                 .clients()
+                .await?
                 .list_leases(self.who.request(req))
                 .await?
                 .into_inner();
@@ -448,7 +475,10 @@ impl LeaseClient {
         let req = DeleteLeaseRequest {
             name: self.lease_path(name),
         };
-        self.clients().delete_lease(self.who.request(req)).await?;
+        self.clients()
+            .await?
+            .delete_lease(self.who.request(req))
+            .await?;
         Ok(())
     }
 
@@ -496,6 +526,7 @@ impl LeaseClient {
         let answer = loop {
             let r = self
                 .controller()
+                .await?
                 .dial(self.who.request(DialRequest {
                     lease_name: bare.clone(),
                 }))

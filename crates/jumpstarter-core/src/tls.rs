@@ -82,9 +82,15 @@ pub fn key_from_pem_file(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError
     })
 }
 
-/// The server side of the direct-mode listener: certificate chain and key from PEM files.
+/// The server side of a listener (direct mode, the controller): certificate chain and key from
+/// PEM files. A certificate that expired or is not valid yet is served anyway (fixing it must
+/// not need downtime), with a warning naming the file and the date, since clients will refuse
+/// it.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let chain = certs_from_pem_file(cert)?;
+    if let Some(problem) = chain.first().and_then(|c| validity_problem(c, now_unix())) {
+        tracing::warn!("the TLS certificate {}: {problem}", cert.display());
+    }
     let key = key_from_pem_file(key)?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -94,6 +100,136 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
         .map_err(|e| TlsError::Config(format!("certificate and key do not fit together: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// What is wrong with the validity period of `cert` at `now` (unix seconds), if anything.
+pub fn validity_problem(cert: &CertificateDer<'_>, now: i64) -> Option<String> {
+    let (not_before, not_after) = validity(cert.as_ref())?;
+    if now > not_after {
+        Some(format!(
+            "expired on {}; clients will refuse it until it is replaced",
+            show_time(not_after)
+        ))
+    } else if now < not_before {
+        Some(format!(
+            "is not valid before {}; clients will refuse it until then",
+            show_time(not_before)
+        ))
+    } else {
+        None
+    }
+}
+
+/// One DER element: its tag, its contents, and what follows it.
+fn der_element(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let tag = *data.first()?;
+    let first = *data.get(1)?;
+    let (len, header) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for b in data.get(2..2 + n)? {
+            len = (len << 8) | usize::from(*b);
+        }
+        (len, 2 + n)
+    };
+    let end = header.checked_add(len)?;
+    Some((tag, data.get(header..end)?, data.get(end..)?))
+}
+
+/// `notBefore` and `notAfter` of an X.509 certificate, as unix seconds.
+fn validity(der: &[u8]) -> Option<(i64, i64)> {
+    const SEQUENCE: u8 = 0x30;
+    let (SEQUENCE, cert, _) = der_element(der)? else {
+        return None;
+    };
+    let (SEQUENCE, tbs, _) = der_element(cert)? else {
+        return None;
+    };
+    let (tag, _, mut rest) = der_element(tbs)?;
+    if tag != 0xa0 {
+        // No explicit version: that element was the serial number.
+        rest = tbs;
+    }
+    let (0x02, _, rest) = der_element(rest)? else {
+        return None;
+    };
+    let (SEQUENCE, _, rest) = der_element(rest)? else {
+        return None;
+    };
+    let (SEQUENCE, _, rest) = der_element(rest)? else {
+        return None;
+    };
+    let (SEQUENCE, period, _) = der_element(rest)? else {
+        return None;
+    };
+    let (t1, not_before, rest) = der_element(period)?;
+    let (t2, not_after, _) = der_element(rest)?;
+    Some((der_time(t1, not_before)?, der_time(t2, not_after)?))
+}
+
+/// A UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) as unix seconds.
+fn der_time(tag: u8, text: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(text).ok()?.strip_suffix('Z')?;
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
+    let (year, rest) = match (tag, text.len()) {
+        (0x17, 12) => {
+            let yy = num(0..2)?;
+            (if yy < 50 { 2000 + yy } else { 1900 + yy }, 2)
+        }
+        (0x18, 14) => (num(0..4)?, 4),
+        _ => return None,
+    };
+    let field = |i: usize| num(rest + 2 * i..rest + 2 * i + 2);
+    let (month, day, h, m, s) = (field(0)?, field(1)?, field(2)?, field(3)?, field(4)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`.
+fn show_time(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 /// How a client decides to trust the server.
@@ -217,6 +353,48 @@ mod tests {
         let err = server_config(&missing, &bad).unwrap_err().to_string();
         assert!(err.starts_with("cannot read "), "{err}");
         assert!(roots_from_pem_file(&bad).is_err());
+    }
+
+    fn cert(not_before: (i32, u8, u8), not_after: (i32, u8, u8)) -> CertificateDer<'static> {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn validity_periods() {
+        let c = cert((2020, 1, 1), (2021, 6, 30));
+        let now = 1_700_000_000; // 2023-11-14
+        assert_eq!(
+            validity_problem(&c, now).unwrap(),
+            "expired on 2021-06-30 00:00:00 UTC; clients will refuse it until it is replaced"
+        );
+        let c = cert((2090, 2, 29 - 1), (2100, 1, 1));
+        assert!(
+            validity_problem(&c, now)
+                .unwrap()
+                .starts_with("is not valid before 2090-02-28 00:00:00 UTC")
+        );
+        // Past 2049: GeneralizedTime.
+        let c = cert((2020, 1, 1), (2124, 1, 1));
+        assert_eq!(validity_problem(&c, now), None);
+        assert_eq!(
+            validity(c.as_ref()).unwrap().1,
+            days_from_civil(2124, 1, 1) * 86_400
+        );
+        assert_eq!(show_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(show_time(951_782_400), "2000-02-29 00:00:00 UTC");
+        // Garbage is no certificate, not a panic.
+        for bad in [
+            &b""[..],
+            b"\x30",
+            b"\x30\x84\xff\xff\xff\xff",
+            b"\x30\x03\x30\x01",
+        ] {
+            assert_eq!(validity(bad), None);
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! runtime decides which listeners (unix socket, TCP, router tunnel) feed it connections.
 
 mod listen;
+mod passphrase;
 mod service;
 mod status;
 
@@ -23,13 +24,16 @@ use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::limits::Limits;
 use crate::logs::{LogHub, Logger};
 use crate::tree::DriverTree;
 
 pub use listen::{
-    ListenOptions, PassphraseGuard, PassphraseLayer, SERVER_KEEPALIVE_INTERVAL,
-    SERVER_KEEPALIVE_TIMEOUT, ServerConn, TLS_HANDSHAKE_TIMEOUT, constant_time_eq, tcp_incoming,
+    ConnLimits, DESCRIPTOR_HEADROOM, ListenOptions, Listener, SERVER_KEEPALIVE_INTERVAL,
+    SERVER_KEEPALIVE_TIMEOUT, daemon_limits, fit_to_descriptors, raise_descriptor_limit, serve,
+    tcp_incoming,
 };
+pub use passphrase::{PassphraseGuard, PassphraseLayer, constant_time_eq};
 pub use status::StatusState;
 
 /// Handles `EndSession` when the session belongs to a lease (set by the exporter runtime).
@@ -249,21 +253,56 @@ impl Session {
         )
     }
 
-    /// Serves the session on a new unix socket at `path`.
+    /// Serves the session on a new unix socket at `path`, under the process's limits.
     pub fn serve_unix(&self, path: &Path) -> std::io::Result<ServerHandle> {
-        let listener = tokio::net::UnixListener::bind(path)?;
-        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-        Ok(self.serve_incoming(incoming, Some(path.to_owned())))
+        self.serve_unix_with_limits(path, crate::limits::global())
     }
 
-    /// Serves the session on a bound TCP listener, through TLS when `tls` is given.
+    /// [`Session::serve_unix`] under `limits`.
+    pub fn serve_unix_with_limits(
+        &self,
+        path: &Path,
+        limits: &Limits,
+    ) -> std::io::Result<ServerHandle> {
+        let listener = tokio::net::UnixListener::bind(path)?;
+        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+        let name = format!("unix socket {}", path.display());
+        Ok(self.serve_on(
+            Listener::new(name, ConnLimits::exporter(limits)),
+            incoming,
+            Some(path.to_owned()),
+            PassphraseLayer::with_limits(None, limits),
+        ))
+    }
+
+    /// Serves the session on a bound TCP listener, through TLS when `tls` is given, under the
+    /// process's limits.
     pub fn serve_tcp(
         &self,
         listener: tokio::net::TcpListener,
         tls: Option<std::sync::Arc<rustls::ServerConfig>>,
         options: &ListenOptions,
     ) -> ServerHandle {
-        self.serve_incoming_with(tcp_incoming(listener, tls), None, options)
+        self.serve_tcp_with_limits(listener, tls, options, crate::limits::global())
+    }
+
+    /// [`Session::serve_tcp`] under `limits`.
+    pub fn serve_tcp_with_limits(
+        &self,
+        listener: tokio::net::TcpListener,
+        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+        options: &ListenOptions,
+        limits: &Limits,
+    ) -> ServerHandle {
+        let name = match listener.local_addr() {
+            Ok(a) => format!("TCP listener {a}"),
+            Err(_) => "TCP listener".to_string(),
+        };
+        let conf = Listener::new(name, ConnLimits::exporter(limits))
+            .with_tls(tls)
+            .with_keepalive(options.keepalive);
+        let guard = PassphraseLayer::with_limits(options.passphrase.as_deref(), limits);
+        self.serve_on(conf, tcp_incoming(listener), None, guard)
     }
 
     /// Serves the session on any stream of connections (unix, TCP, router tunnels...).
@@ -272,7 +311,7 @@ impl Session {
         S: futures::Stream<Item = Result<IO, E>> + Send + 'static,
         IO: AsyncRead + AsyncWrite + tonic::transport::server::Connected + Send + Unpin + 'static,
         IO::ConnectInfo: Clone + Send + Sync + 'static,
-        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
     {
         self.serve_incoming_with(incoming, socket, &ListenOptions::default())
     }
@@ -289,47 +328,67 @@ impl Session {
         S: futures::Stream<Item = Result<IO, E>> + Send + 'static,
         IO: AsyncRead + AsyncWrite + tonic::transport::server::Connected + Send + Unpin + 'static,
         IO::ConnectInfo: Clone + Send + Sync + 'static,
-        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        self.serve_incoming_with_limits(incoming, socket, options, crate::limits::global())
+    }
+
+    /// [`Session::serve_incoming_with`] under `limits`.
+    pub fn serve_incoming_with_limits<S, IO, E>(
+        &self,
+        incoming: S,
+        socket: Option<PathBuf>,
+        options: &ListenOptions,
+        limits: &Limits,
+    ) -> ServerHandle
+    where
+        S: futures::Stream<Item = Result<IO, E>> + Send + 'static,
+        IO: AsyncRead + AsyncWrite + tonic::transport::server::Connected + Send + Unpin + 'static,
+        IO::ConnectInfo: Clone + Send + Sync + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        let name = match &socket {
+            Some(path) => format!("unix socket {}", path.display()),
+            None => "session listener".to_string(),
+        };
+        let conf =
+            Listener::new(name, ConnLimits::exporter(limits)).with_keepalive(options.keepalive);
+        let guard = PassphraseLayer::with_limits(options.passphrase.as_deref(), limits);
+        self.serve_on(conf, incoming, socket, guard)
+    }
+
+    fn serve_on<S, IO, E>(
+        &self,
+        listener: Listener,
+        incoming: S,
+        socket: Option<PathBuf>,
+        guard: PassphraseLayer,
+    ) -> ServerHandle
+    where
+        S: futures::Stream<Item = Result<IO, E>> + Send + 'static,
+        IO: AsyncRead + AsyncWrite + tonic::transport::server::Connected + Send + Unpin + 'static,
+        IO::ConnectInfo: Clone + Send + Sync + 'static,
+        E: std::fmt::Display + Send + 'static,
     {
         let (exporter, router) = self.services();
+        let routes = tonic::service::Routes::new(exporter)
+            .add_service(router)
+            .prepare();
+        let service = tower::Layer::layer(&guard, routes);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let cancel = self.inner.cancel.clone();
-        let mut builder = server_builder();
-        if options.keepalive {
-            builder = builder
-                .http2_keepalive_interval(Some(SERVER_KEEPALIVE_INTERVAL))
-                .http2_keepalive_timeout(Some(SERVER_KEEPALIVE_TIMEOUT));
-        }
-        let server = builder
-            .layer(PassphraseLayer::new(options.passphrase.as_deref()))
-            .add_service(exporter)
-            .add_service(router)
-            .serve_with_incoming_shutdown(incoming, async move {
-                tokio::select! {
-                    _ = stop_rx => {}
-                    _ = cancel.cancelled() => {}
-                }
-            });
-        let task = tokio::spawn(async move {
-            if let Err(e) = server.await {
-                tracing::warn!("session server stopped: {e}");
+        let task = tokio::spawn(serve(listener, incoming, service, async move {
+            tokio::select! {
+                _ = stop_rx => {}
+                _ = cancel.cancelled() => {}
             }
-        });
+        }));
         ServerHandle {
             stop: Some(stop_tx),
             task: Some(task),
             socket,
         }
     }
-}
-
-/// The tonic server settings every session listener uses.
-pub fn server_builder() -> tonic::transport::Server {
-    tonic::transport::Server::builder()
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_frame_size(MAX_FRAME_SIZE)
-        .tcp_nodelay(true)
 }
 
 /// A running listener. Dropping it stops the listener (without waiting).
