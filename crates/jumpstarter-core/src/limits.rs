@@ -86,6 +86,9 @@ limits! {
     /// The longest wait imposed on a peer that keeps sending wrong passphrases.
     passphrase_max_backoff: Duration = Duration::from_secs(30), DEFAULT_PASSPHRASE_MAX_BACKOFF,
         "JMP_PASSPHRASE_MAX_BACKOFF", "seconds of the longest back-off after wrong passphrases";
+    /// How long a stopped process family (hook, shell script, `jmp shell` command) gets between SIGTERM and SIGKILL.
+    kill_grace: Duration = Duration::from_secs(5), DEFAULT_KILL_GRACE,
+        "JMP_KILL_GRACE", "seconds a stopped process group gets between SIGTERM and SIGKILL";
 }
 
 impl Limits {
