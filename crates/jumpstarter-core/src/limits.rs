@@ -107,6 +107,9 @@ limits! {
     /// Bytes of one request message to the controller's services.
     controller_max_message: usize = 4 << 20, DEFAULT_CONTROLLER_MAX_MESSAGE,
         "JMP_CONTROLLER_MAX_MESSAGE", "bytes in one request message to the controller";
+    /// How long a stopped process family (hook, shell script, `jmp shell` command) gets between SIGTERM and SIGKILL.
+    kill_grace: Duration = Duration::from_secs(5), DEFAULT_KILL_GRACE,
+        "JMP_KILL_GRACE", "seconds a stopped process group gets between SIGTERM and SIGKILL";
 }
 
 impl Limits {

@@ -4,7 +4,26 @@
 //! Config (as upstream): `methods` maps a method name to a script, or to a mapping with
 //! `command` (a mapping without one runs `echo Hello`, as upstream), `description` (reported
 //! in `methods_description`) and `timeout`; `shell` (argv prefix, default `["bash", "-c"]`),
-//! `timeout` (seconds, default 300) and `cwd`. Unknown keys are config errors.
+//! `timeout` (seconds, default 300) and `cwd`. Unknown keys are config errors. One key of
+//! ours: `allowed_env` (see below).
+//!
+//! ## What environment a client may set
+//!
+//! The client's `env` is checked name by name, and one refused name refuses the call
+//! (ValueError, nothing runs):
+//! 1. the name must be an identifier (upstream's check and text);
+//! 2. upstream's deny-list ([`BLOCKED_ENV_VARS`], [`BLOCKED_ENV_PREFIXES`]) is refused with
+//!    upstream's text, unless `allowed_env` names it exactly;
+//! 3. then an allow-list decides. Without `allowed_env`, a name is allowed when it is made of
+//!    ASCII letters, digits and `_`, starts with a letter, and is not one the shell, the
+//!    dynamic loader, libc or a common interpreter/tool reads ([`RESERVED_ENV_VARS`],
+//!    [`RESERVED_ENV_PREFIXES`]: `SHELLOPTS`, `PS4`, `ENV`, `IFS`, `GLIBC_TUNABLES`,
+//!    `PERL5OPT`, `GIT_*`...), so `FOO`, `ENV_VAR` or `version` work as with upstream. With
+//!    `allowed_env: [NAME, PREFIX*, ...]` exactly what it lists is allowed: a `NAME` entry
+//!    allows that name whatever it is (the owner's explicit choice), a `PREFIX*` entry the
+//!    names starting with `PREFIX` except the reserved ones (`*` alone: any identifier not
+//!    reserved); `allowed_env: []` refuses every name. Upstream accepts every identifier off
+//!    its short deny-list, which lets `SHELLOPTS=xtrace PS4='$(cmd)'` run `cmd`.
 //!
 //! Wire surface (drivers notes §2.8):
 //!
@@ -19,7 +38,7 @@
 //! (UTF-8; invalid bytes become U+FFFD, multi-byte characters are never split between items)
 //! with a null return code, and the last item is `["", "", code]` (`-N` when the script died
 //! of signal N, as Python reports it). When the method's timeout expires the whole process
-//! group gets SIGTERM, then SIGKILL after 5 s, and the last item is upstream's
+//! group gets SIGTERM, then SIGKILL after 5 s (`JMP_KILL_GRACE`), and the last item is upstream's
 //! `["", "\nTimeout expired while running <method>: Command '[...]' timed out after <t>
 //! seconds\n", 199]`. The timeout covers the whole call: a background process that keeps the
 //! output pipes open counts as still running.
@@ -77,8 +96,46 @@ pub const BLOCKED_ENV_VARS: [&str; 7] = [
 /// Name prefixes a client may not set, as upstream.
 pub const BLOCKED_ENV_PREFIXES: [&str; 2] = ["LD_", "BASH_FUNC_"];
 
-/// How long a process group gets between SIGTERM and SIGKILL.
-const KILL_GRACE: Duration = Duration::from_secs(5);
+/// Names a client may not set without `allowed_env` listing them: what shells (sh, dash,
+/// bash, zsh, ksh), the dynamic loader, libc and common interpreters/tools read from the
+/// environment to decide what to run, load or trace.
+pub const RESERVED_ENV_VARS: &[&str] = &[
+    // POSIX sh, dash, bash, ksh
+    "ENV", "SHELLOPTS", "BASHOPTS", "PS0", "PS1", "PS2", "PS3", "PS4", "IFS", "CDPATH",
+    "GLOBIGNORE", "EXECIGNORE", "FIGNORE", "PROMPT_COMMAND", "PROMPT_DIRTRIM", "HOSTFILE",
+    "INPUTRC", "MAIL", "MAILCHECK", "MAILPATH", "OPTARG", "OPTERR", "OPTIND", "POSIXLY_CORRECT",
+    "SHELL", "SHLVL", "TMOUT", "TIMEFORMAT", "FUNCNEST", "FCEDIT", "IGNOREEOF", "PWD", "OLDPWD",
+    "PPID", "UID", "EUID", "GROUPS", "HOSTNAME", "HOSTTYPE", "MACHTYPE", "OSTYPE", "LINENO",
+    "RANDOM", "SRANDOM", "SECONDS", "EPOCHREALTIME", "EPOCHSECONDS", "COLUMNS", "LINES",
+    "TERM", "TERMINFO", "TERMINFO_DIRS", "TERMCAP", "EMACS", "INSIDE_EMACS", "CHILD_MAX",
+    "COPROC", "DIRSTACK", "FUNCNAME", "PIPESTATUS", "REPLY", "TEXTDOMAIN", "TEXTDOMAINDIR",
+    "ZDOTDIR", "FPATH", "KSH_VERSION", "NULLCMD", "READNULLCMD", "STTY",
+    // zsh's lowercase specials
+    "path", "cdpath", "fpath", "manpath", "module_path", "mailpath", "psvar", "fignore",
+    "watch", "histchars", "auto_resume",
+    // the dynamic loader and libc (glibc's list for set-uid programs, and more)
+    "GCONV_PATH", "GETCONF_DIR", "HOSTALIASES", "LOCALDOMAIN", "LOCPATH", "NIS_PATH",
+    "NLSPATH", "RES_OPTIONS", "RESOLV_HOST_CONF", "TMPDIR", "TZ", "TZDIR", "LANG", "LANGUAGE",
+    // interpreters and tools that run or load what a variable names
+    "PERL5OPT", "PERL5LIB", "PERLLIB", "PERL5DB", "RUBYOPT", "RUBYLIB", "CLASSPATH",
+    "JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "LUA_INIT", "LUA_PATH", "LUA_CPATH",
+    "TCLLIBPATH", "EDITOR", "VISUAL", "PAGER", "MANPAGER", "LESSOPEN", "LESSCLOSE", "BROWSER",
+    "SSH_ASKPASS", "SUDO_ASKPASS", "KUBECONFIG", "DOCKER_HOST", "CURL_HOME", "WGETRC",
+    "OPENSSL_CONF", "OPENSSL_ENGINES", "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY",
+    "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
+    "no_proxy",
+];
+/// Name prefixes a client may not set unless `allowed_env` lists the name exactly.
+pub const RESERVED_ENV_PREFIXES: &[&str] = &[
+    "LD_", "DYLD_", "BASH", "HIST", "COMP_", "READLINE_", "LC_", "MALLOC_", "GLIBC_", "GCONV_",
+    "PYTHON", "PERL", "RUBY", "NODE_", "NPM_", "GIT_", "XDG_", "SSH_", "GNUPG", "GPG_",
+];
+/// The Shell config key that decides which environment a client may set.
+pub const ALLOWED_ENV_KEY: &str = "allowed_env";
+/// How long a process group gets between SIGTERM and SIGKILL (`JMP_KILL_GRACE`).
+fn kill_grace() -> Duration {
+    jumpstarter_core::limits::global().kill_grace
+}
 /// The longest timeout we arm a timer for (about a century; larger values mean "never").
 const MAX_TIMEOUT_SECS: f64 = 3.0e9;
 /// Items buffered between the script and a slow client.
@@ -241,17 +298,133 @@ pub struct ShellConfig {
     pub timeout: Seconds,
     #[serde(default)]
     pub cwd: Option<String>,
+    /// Which env names a client may set (see the module docs); `None`: the default rule.
+    #[serde(default)]
+    pub allowed_env: Option<Vec<String>>,
+}
+
+/// One `allowed_env` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EnvRule {
+    Exact(String),
+    Prefix(String),
+}
+
+/// Which env names a client may set: the parsed `allowed_env`, or the default rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvPolicy {
+    rules: Option<Vec<EnvRule>>,
+}
+
+impl Default for EnvPolicy {
+    fn default() -> Self {
+        EnvPolicy { rules: None }
+    }
+}
+
+impl EnvPolicy {
+    /// Parses `allowed_env` entries: `NAME` (an identifier) or `PREFIX*` (`*` alone allowed).
+    pub fn new(allowed: Option<&[String]>) -> Result<EnvPolicy, String> {
+        let Some(entries) = allowed else {
+            return Ok(EnvPolicy::default());
+        };
+        let mut rules = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let rule = match entry.strip_suffix('*') {
+                Some("") => EnvRule::Prefix(String::new()),
+                Some(prefix) if is_identifier(prefix) => EnvRule::Prefix(prefix.to_owned()),
+                None if is_identifier(entry) => EnvRule::Exact(entry.clone()),
+                _ => {
+                    return Err(format!(
+                        "{ALLOWED_ENV_KEY}: {entry:?} is neither a variable name nor a prefix ending in `*`"
+                    ));
+                }
+            };
+            rules.push(rule);
+        }
+        Ok(EnvPolicy { rules: Some(rules) })
+    }
+
+    fn exactly_listed(&self, name: &str) -> bool {
+        self.rules
+            .iter()
+            .flatten()
+            .any(|r| matches!(r, EnvRule::Exact(n) if n == name))
+    }
+
+    /// Whether a client may set `name`, and if not the message (a ValueError).
+    pub fn check(&self, name: &str) -> Result<(), DriverError> {
+        if !is_identifier(name) {
+            return Err(DriverError::invalid(format!(
+                "Invalid environment variable name: {name}"
+            )));
+        }
+        if self.exactly_listed(name) {
+            return Ok(());
+        }
+        if BLOCKED_ENV_VARS.contains(&name)
+            || BLOCKED_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
+        {
+            // Upstream's text: upstream refuses these too.
+            return Err(DriverError::invalid(format!(
+                "Environment variable '{name}' is blocked for security reasons"
+            )));
+        }
+        let reserved = RESERVED_ENV_VARS.contains(&name)
+            || RESERVED_ENV_PREFIXES.iter().any(|p| name.starts_with(p));
+        let refusal = match &self.rules {
+            None if reserved => Some("the shell, the dynamic loader or a common tool reads it"),
+            None if !default_shape(name) => Some(
+                "by default only names of ASCII letters, digits and `_` starting with a letter are allowed",
+            ),
+            None => None,
+            Some(rules) => {
+                let by_prefix = rules
+                    .iter()
+                    .any(|r| matches!(r, EnvRule::Prefix(p) if name.starts_with(p.as_str())));
+                if !by_prefix {
+                    Some("it is not in this Shell driver's `allowed_env`")
+                } else if reserved {
+                    Some("the shell, the dynamic loader or a common tool reads it")
+                } else {
+                    None
+                }
+            }
+        };
+        match refusal {
+            None => Ok(()),
+            Some(why) => Err(DriverError::invalid(format!(
+                "Environment variable '{name}' is blocked for security reasons: {why}; list it in \
+                 this Shell driver's `{ALLOWED_ENV_KEY}` config to allow it"
+            ))),
+        }
+    }
+}
+
+/// The default rule's shape: ASCII letters, digits and `_`, starting with a letter.
+fn default_shape(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// `Shell`: runs configured scripts. See the module docs.
 pub struct Shell {
     config: ShellConfig,
+    env_policy: EnvPolicy,
     logger: Logger,
 }
 
 impl Shell {
-    pub fn new(config: ShellConfig, logger: Logger) -> Self {
-        Shell { config, logger }
+    /// A Shell driver; an `allowed_env` entry that is neither a name nor a `PREFIX*` is an
+    /// error.
+    pub fn new(config: ShellConfig, logger: Logger) -> Result<Self, String> {
+        let env_policy = EnvPolicy::new(config.allowed_env.as_deref())?;
+        Ok(Shell {
+            config,
+            env_policy,
+            logger,
+        })
     }
 
     pub fn config(&self) -> &ShellConfig {
@@ -282,7 +455,7 @@ impl Shell {
                 py_list_repr(&self.names())
             )));
         };
-        let env = parse_env(args.raw(1))?;
+        let env = parse_env(args.raw(1), &self.env_policy)?;
         let script = spec.script();
         let timeout = spec.timeout.unwrap_or(self.config.timeout);
         self.logger
@@ -415,13 +588,15 @@ pub fn register(r: &mut Registry) {
                 );
             }
         }
-        Ok(Arc::new(Shell::new(config, ctx.logger.clone())) as Arc<dyn Driver>)
+        let shell = Shell::new(config, ctx.logger.clone())
+            .map_err(|e| ctx.config.error(Some(ALLOWED_ENV_KEY), e))?;
+        Ok(Arc::new(shell) as Arc<dyn Driver>)
     });
 }
 
-/// Checks the client's `env` as upstream does: names must be identifiers and not on the
-/// deny-list; values must be strings. A null (or otherwise empty) env is no env.
-fn parse_env(env: Option<&Value>) -> Result<Vec<(String, String)>, DriverError> {
+/// Checks the client's `env`: names must be identifiers that `policy` allows (see the module
+/// docs); values must be strings. A null (or otherwise empty) env is no env.
+fn parse_env(env: Option<&Value>, policy: &EnvPolicy) -> Result<Vec<(String, String)>, DriverError> {
     let map = match env {
         None => return Ok(Vec::new()),
         Some(v) if py_falsy(v) => return Ok(Vec::new()),
@@ -434,7 +609,7 @@ fn parse_env(env: Option<&Value>) -> Result<Vec<(String, String)>, DriverError> 
         }
     };
     for key in map.keys() {
-        check_env_name(key)?;
+        policy.check(key)?;
     }
     map.iter()
         .map(|(k, v)| match v {
@@ -447,19 +622,9 @@ fn parse_env(env: Option<&Value>) -> Result<Vec<(String, String)>, DriverError> 
         .collect()
 }
 
-/// One env name: an identifier (Python's `str.isidentifier`) that is not blocked.
+/// One env name under the default rule (no `allowed_env`).
 pub fn check_env_name(key: &str) -> Result<(), DriverError> {
-    if !is_identifier(key) {
-        return Err(DriverError::invalid(format!(
-            "Invalid environment variable name: {key}"
-        )));
-    }
-    if BLOCKED_ENV_VARS.contains(&key) || BLOCKED_ENV_PREFIXES.iter().any(|p| key.starts_with(p)) {
-        return Err(DriverError::invalid(format!(
-            "Environment variable '{key}' is blocked for security reasons"
-        )));
-    }
-    Ok(())
+    EnvPolicy::default().check(key)
 }
 
 /// Python's `str.isidentifier()`: XID_Start or `_`, then XID_Continue.
@@ -648,11 +813,11 @@ fn exit_code(status: ExitStatus) -> i32 {
         .unwrap_or(-1)
 }
 
-/// SIGTERM to the group; SIGKILL if anything of it is still running after [`KILL_GRACE`].
+/// SIGTERM to the group; SIGKILL if anything of it is still running after the kill grace (`JMP_KILL_GRACE`).
 /// Reaps the script itself.
 async fn terminate(pgid: Pid, child: &mut Child, run: &Run) {
     let _ = killpg(pgid, Signal::SIGTERM);
-    let give_up = Instant::now() + KILL_GRACE;
+    let give_up = Instant::now() + kill_grace();
     loop {
         // Reap the script as soon as it exits, so it does not count as running.
         let _ = child.try_wait();
@@ -669,9 +834,9 @@ async fn terminate(pgid: Pid, child: &mut Child, run: &Run) {
         run.method
     ));
     let _ = killpg(pgid, Signal::SIGKILL);
-    let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
+    let _ = tokio::time::timeout(kill_grace(), child.wait()).await;
     // SIGKILL is delivered asynchronously: wait (boundedly) until the group is really gone.
-    let give_up = Instant::now() + KILL_GRACE;
+    let give_up = Instant::now() + kill_grace();
     while group_running(pgid) && Instant::now() < give_up {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -1020,8 +1185,15 @@ mod tests {
 
     #[test]
     fn env_names_as_upstream() {
-        for ok in ["FOO", "_x", "a1", "ÉTÉ", "MY_VAR"] {
+        for ok in ["FOO", "a1", "MY_VAR"] {
             assert!(check_env_name(ok).is_ok(), "{ok}");
+        }
+        // Identifiers upstream accepts that the default rule refuses; `*` allows them.
+        let any = EnvPolicy::new(Some(&["*".to_string()])).unwrap();
+        for odd in ["_x", "ÉTÉ"] {
+            let err = check_env_name(odd).unwrap_err().to_string();
+            assert!(err.contains("by default only names of ASCII letters"), "{err}");
+            assert!(any.check(odd).is_ok(), "{odd}");
         }
         for bad in ["", "1A", "A-B", "A B", "A=B", "$X"] {
             assert_eq!(
@@ -1056,15 +1228,17 @@ mod tests {
         }
         // Only exact names and prefixes are blocked.
         assert!(check_env_name("MYPATH").is_ok());
-        assert!(check_env_name("path").is_ok());
-        assert!(parse_env(Some(&json!(null))).unwrap().is_empty());
-        assert!(parse_env(Some(&json!({}))).unwrap().is_empty());
+        assert!(check_env_name("Path").is_ok());
+        // zsh's lowercase `path` is reserved by the default rule.
+        assert!(check_env_name("path").is_err());
+        assert!(parse_env(Some(&json!(null)), &EnvPolicy::default()).unwrap().is_empty());
+        assert!(parse_env(Some(&json!({})), &EnvPolicy::default()).unwrap().is_empty());
         assert!(matches!(
-            parse_env(Some(&json!({"A": 1}))),
+            parse_env(Some(&json!({"A": 1})), &EnvPolicy::default()),
             Err(DriverError::InvalidArgument(_))
         ));
         assert!(matches!(
-            parse_env(Some(&json!("A=1"))),
+            parse_env(Some(&json!("A=1")), &EnvPolicy::default()),
             Err(DriverError::InvalidArgument(_))
         ));
     }
@@ -1337,14 +1511,22 @@ mod tests {
         served.shutdown().await;
     }
 
+    fn env_of(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
     #[tokio::test]
-    async fn env_deny_list_and_invalid_names() {
+    async fn env_deny_list_allow_list_and_invalid_names() {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("ran");
         let (served, sh) = serve_shell(json!({"methods": {
             "touch": format!("touch '{}'", marker.display()),
         }}))
         .await;
+        // Upstream's deny-list, with upstream's text.
         let blocked = [
             "LD_PRELOAD",
             "LD_LIBRARY_PATH",
@@ -1365,6 +1547,33 @@ mod tests {
                 format!("Environment variable '{name}' is blocked for security reasons")
             );
         }
+        // What the shell, the loader or common tools read, and odd shapes: refused by the
+        // default rule, and the message names the config key.
+        for name in [
+            "SHELLOPTS",
+            "BASHOPTS",
+            "PS4",
+            "ENV",
+            "IFS",
+            "GLIBC_TUNABLES",
+            "LC_ALL",
+            "PERL5OPT",
+            "GIT_SSH_COMMAND",
+            "path",
+            "_X",
+            "é",
+        ] {
+            let err = items(&sh, vec![json!("touch"), json!({name: "x"})])
+                .await
+                .unwrap_err();
+            let msg = invalid_argument(err);
+            assert!(
+                msg.starts_with(&format!(
+                    "Environment variable '{name}' is blocked for security reasons: "
+                )) && msg.contains("`allowed_env`"),
+                "{msg}"
+            );
+        }
         for name in ["", "1X", "A-B", "A B", "A=B", "BASH_FUNC_f%%"] {
             let err = items(&sh, vec![json!("touch"), json!({name: "x"})])
                 .await
@@ -1374,8 +1583,8 @@ mod tests {
                 format!("Invalid environment variable name: {name}")
             );
         }
-        // A blocked name next to valid ones still rejects the call.
-        let err = items(&sh, vec![json!("touch"), json!({"OK": "1", "HOME": "/"})])
+        // A refused name next to valid ones still rejects the call.
+        let err = items(&sh, vec![json!("touch"), json!({"OK": "1", "PS4": "/"})])
             .await
             .unwrap_err();
         invalid_argument(err);
@@ -1387,13 +1596,157 @@ mod tests {
             "Environment variable 'N' must be a string, got float"
         );
         assert!(!marker.exists(), "a rejected call must not run the script");
-        // Near misses are allowed.
-        let env: BTreeMap<String, String> = [("MYPATH", "1"), ("path", "2"), ("LDX", "3")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        // Near misses and typical names are allowed.
+        let env = env_of(&[
+            ("MYPATH", "1"),
+            ("ENV_VAR", "2"),
+            ("LDX", "3"),
+            ("version", "4"),
+        ]);
         assert_eq!(sh.call_collect("touch", &[], &env).await.unwrap().code, 0);
         assert!(marker.exists());
+        served.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn allowed_env_lists_names_and_prefixes() {
+        let (served, sh) = serve_shell(json!({
+            "methods": {"show": "echo \"$JMP_A|$EXTRA|$PATH\""},
+            "allowed_env": ["JMP_*", "EXTRA", "PATH"],
+        }))
+        .await;
+        let out = sh
+            .call_collect(
+                "show",
+                &[],
+                &env_of(&[("JMP_A", "a"), ("EXTRA", "e"), ("PATH", "/bin:/usr/bin")]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, "a|e|/bin:/usr/bin\n");
+        // Not listed: refused, and the message says which key would allow it.
+        let err = sh
+            .call_collect("show", &[], &env_of(&[("FOO", "1")]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            invalid_argument(err),
+            "Environment variable 'FOO' is blocked for security reasons: it is not in this Shell \
+             driver's `allowed_env`; list it in this Shell driver's `allowed_env` config to \
+             allow it"
+        );
+        served.shutdown().await;
+
+        // A prefix never allows a reserved name; `*` is any name that is not reserved.
+        let (served, sh) = serve_shell(json!({
+            "methods": {"show": "echo \"$X_1\""},
+            "allowed_env": ["*"],
+        }))
+        .await;
+        assert_eq!(
+            sh.call_collect("show", &[], &env_of(&[("X_1", "ok")]))
+                .await
+                .unwrap()
+                .stdout,
+            "ok\n"
+        );
+        for name in ["SHELLOPTS", "PS4", "HOME", "LD_PRELOAD"] {
+            let err = sh
+                .call_collect("show", &[], &env_of(&[(name, "1")]))
+                .await
+                .unwrap_err();
+            assert!(
+                invalid_argument(err).starts_with(&format!("Environment variable '{name}' is blocked")),
+            );
+        }
+        served.shutdown().await;
+
+        // An empty list refuses everything.
+        let (served, sh) = serve_shell(json!({
+            "methods": {"show": "true"},
+            "allowed_env": [],
+        }))
+        .await;
+        let err = sh
+            .call_collect("show", &[], &env_of(&[("FOO", "1")]))
+            .await
+            .unwrap_err();
+        invalid_argument(err);
+        assert_eq!(sh.call_collect("show", &[], &no_env()).await.unwrap().code, 0);
+        served.shutdown().await;
+
+        // Bad entries are config errors.
+        for bad in [json!(["A-B"]), json!(["X*Y"]), json!(["**"]), json!("FOO")] {
+            let err = build(json!({"methods": {"a": "true"}, "allowed_env": bad})).unwrap_err();
+            assert!(err.contains("allowed_env"), "{err}");
+        }
+    }
+
+    /// The issue's attack: `SHELLOPTS=xtrace` makes bash trace, and tracing expands `PS4`, so
+    /// `$(cmd)` in it runs. Bash ignores an inherited PS4 when it runs as root, so as root the
+    /// script runs as `nobody` (setpriv), where the attack is real: the control call, whose
+    /// config allows both names explicitly, shows that it works.
+    #[tokio::test]
+    async fn the_shellopts_ps4_attack_does_not_run_the_command() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        let marker = dir.path().join("pwned");
+        let shell: Vec<&str> = if nix::unistd::geteuid().is_root() {
+            vec![
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "bash",
+                "-c",
+            ]
+        } else {
+            vec!["bash", "-c"]
+        };
+        let attack = env_of(&[
+            ("SHELLOPTS", "xtrace"),
+            ("PS4", &format!("$(touch {})+ ", marker.display())),
+        ]);
+        let methods = json!({
+            "hello": "echo hello",
+            "environ": "tr '\\0' '\\n' < /proc/$$/environ",
+        });
+        let (served, sh) = serve_shell(json!({"methods": methods, "shell": shell})).await;
+        let err = sh.call_collect("hello", &[], &attack).await.unwrap_err();
+        assert!(
+            invalid_argument(err)
+                .starts_with("Environment variable 'PS4' is blocked for security reasons: "),
+        );
+        for name in ["SHELLOPTS", "PS4"] {
+            let one = env_of(&[(name, attack[name].as_str())]);
+            invalid_argument(sh.call_collect("hello", &[], &one).await.unwrap_err());
+        }
+        assert!(!marker.exists(), "the attack ran its command");
+        // What does reach the script: the allowed names, and never the refused ones.
+        let out = sh
+            .call_collect("environ", &[], &env_of(&[("FOO", "bar")]))
+            .await
+            .unwrap();
+        assert_eq!(out.code, 0, "{out:?}");
+        let names: Vec<&str> = out.stdout.lines().filter_map(|l| l.split('=').next()).collect();
+        assert!(names.contains(&"FOO"), "{names:?}");
+        assert!(!names.contains(&"PS4") && !names.contains(&"SHELLOPTS"), "{names:?}");
+        served.shutdown().await;
+
+        // Control: an owner who explicitly allows both names gets the attack's effect, so the
+        // check above is what stops it.
+        let (served, sh) = serve_shell(json!({
+            "methods": methods,
+            "shell": shell,
+            "allowed_env": ["SHELLOPTS", "PS4"],
+        }))
+        .await;
+        let out = sh.call_collect("hello", &[], &attack).await.unwrap();
+        assert_eq!(out.stdout, "hello\n");
+        assert!(marker.exists(), "the control call did not reproduce the attack: {out:?}");
         served.shutdown().await;
     }
 

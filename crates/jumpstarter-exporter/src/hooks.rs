@@ -14,7 +14,13 @@
 //!   `DEBIAN_FRONTEND=noninteractive`, `GIT_TERMINAL_PROMPT=0`, and for `beforeLease`
 //!   `JMP_MOTD_FILE` (an empty private file; what the hook writes there, up to 64 KiB, is
 //!   appended to the message of the day). `PS1` is removed;
-//! * `timeout` seconds: then the whole process group gets SIGTERM, and SIGKILL 5 s later.
+//! * `timeout` seconds: then the whole process group gets SIGTERM, and SIGKILL 5 s later
+//!   (`JMP_KILL_GRACE`);
+//! * no process of the hook outlives it: when the hook's process exits (or times out, or the
+//!   exporter stops) whatever it left running gets SIGTERM, then SIGKILL after the grace:
+//!   its process group, and every process carrying its [`HOOK_TAG_VAR`] (a value unique to
+//!   the run), which also finds descendants that left the group (`setsid`, double forks).
+//!   Only a process that also replaced its environment escapes (no cgroups here).
 //!
 //! Every non-empty output line is logged into the session's log hub with the hook's
 //! `LogSource`, so `LogStream` readers see it as it happens. Lines longer than 16 KiB are
@@ -33,8 +39,10 @@ use jumpstarter_protocol::v1::LogSource;
 use nix::unistd::Pid;
 use tokio_util::sync::CancellationToken;
 
-use crate::group::{GroupGuard, TERM_GRACE, stop_group};
+use crate::group::{Family, FamilyGuard, Tag, kill_grace};
 
+/// The variable that tags a hook's processes (see [`crate::group::Tag`]).
+pub const HOOK_TAG_VAR: &str = "JMP_HOOK_TAG";
 /// Interpreter for inline scripts and files without a known extension.
 pub const DEFAULT_INTERPRETER: &str = "/bin/sh";
 /// Most motd text a hook can contribute.
@@ -264,6 +272,8 @@ async fn execute(
         .env("GIT_TERMINAL_PROMPT", "0")
         .env_remove("PS1")
         .env_remove("JMP_MOTD_FILE");
+    let tag = Tag::new(HOOK_TAG_VAR);
+    cmd.env(tag.var(), tag.value());
     if let Some(path) = motd_file {
         cmd.env("JMP_MOTD_FILE", path);
     }
@@ -277,7 +287,11 @@ async fn execute(
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw)
         .ok_or_else(|| HookError::Start("the hook exited before it started".into()))?;
-    let mut guard = GroupGuard { pgid, armed: true };
+    let family = Family::new(Some(pgid), Some(tag));
+    let mut guard = FamilyGuard {
+        family: family.clone(),
+        armed: true,
+    };
     tracing::debug!(pid = pgid.as_raw(), "hook started: {argv:?}");
 
     let mut reader =
@@ -288,8 +302,6 @@ async fn execute(
     let mut eof = false;
     let deadline = tokio::time::sleep(Duration::from_secs(hook.timeout));
     tokio::pin!(deadline);
-    let drain = tokio::time::sleep(Duration::from_secs(86400));
-    tokio::pin!(drain);
 
     enum Stop {
         Done,
@@ -297,7 +309,7 @@ async fn execute(
         Cancelled,
     }
     let stop = loop {
-        if status.is_some() && eof {
+        if status.is_some() {
             break Stop::Done;
         }
         tokio::select! {
@@ -305,15 +317,52 @@ async fn execute(
                 Ok(0) | Err(_) => eof = true,
                 Ok(n) => lines.push(&buf[..n]),
             },
-            s = child.wait(), if status.is_none() => {
-                status = Some(s);
-                drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_TIMEOUT);
-            }
-            _ = &mut drain, if status.is_some() => break Stop::Done,
+            s = child.wait() => status = Some(s),
             _ = &mut deadline => break Stop::Timeout,
             _ = cancel.cancelled() => break Stop::Cancelled,
         }
     };
+
+    // Whatever the hook's process left behind (or all of it, on a timeout or a stop) is
+    // stopped now, while what it prints meanwhile is still collected.
+    if matches!(stop, Stop::Done)
+        && let Some(left) = family.members().filter(|m| !m.is_empty())
+    {
+        output.warning(format!(
+            "the hook left {} process(es) running; stopping them",
+            left.len()
+        ));
+    }
+    {
+        let stopping = family.stop(kill_grace(), || {
+            let _ = child.try_wait();
+        });
+        tokio::pin!(stopping);
+        loop {
+            tokio::select! {
+                _ = &mut stopping => break,
+                r = reader.read(&mut buf), if !eof => match r {
+                    Ok(0) | Err(_) => eof = true,
+                    Ok(n) => lines.push(&buf[..n]),
+                },
+            }
+        }
+    }
+    if status.is_none() {
+        status = tokio::time::timeout(Duration::from_secs(1), child.wait())
+            .await
+            .ok();
+    }
+    // The rest of the output still buffered in the terminal.
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while !eof {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => eof = true,
+                Ok(n) => lines.push(&buf[..n]),
+            }
+        }
+    })
+    .await;
 
     let result = match stop {
         Stop::Done => match status {
@@ -324,30 +373,8 @@ async fn execute(
             Some(Err(e)) => Err(HookError::Start(format!("cannot wait for the hook: {e}"))),
             None => Err(HookError::Start("the hook vanished".into())),
         },
-        Stop::Timeout | Stop::Cancelled => {
-            // Stop the whole group, still collecting what it prints while it goes.
-            {
-                let stopping = stop_group(pgid, TERM_GRACE, || {
-                    let _ = child.try_wait();
-                });
-                tokio::pin!(stopping);
-                loop {
-                    tokio::select! {
-                        _ = &mut stopping => break,
-                        r = reader.read(&mut buf), if !eof => match r {
-                            Ok(0) | Err(_) => eof = true,
-                            Ok(n) => lines.push(&buf[..n]),
-                        },
-                    }
-                }
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
-            if matches!(stop, Stop::Timeout) {
-                Err(HookError::Timeout(hook.timeout))
-            } else {
-                Err(HookError::Interrupted)
-            }
-        }
+        Stop::Timeout => Err(HookError::Timeout(hook.timeout)),
+        Stop::Cancelled => Err(HookError::Interrupted),
     };
     guard.armed = false;
     lines.finish();

@@ -17,7 +17,7 @@
 pub mod controller;
 pub mod direct;
 pub mod driver_host;
-mod group;
+pub mod group;
 pub mod hooks;
 pub mod lease;
 
