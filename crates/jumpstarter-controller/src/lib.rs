@@ -29,6 +29,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use jumpstarter_core::limits::Limits;
+use jumpstarter_core::session::{ConnLimits, Listener};
 use jumpstarter_protocol::client_v1::client_service_server::ClientServiceServer;
 use jumpstarter_protocol::v1::controller_service_server::ControllerServiceServer;
 use tokio::sync::oneshot;
@@ -170,8 +172,15 @@ impl Running {
     }
 }
 
-/// Opens the data directory and serves.
+/// Opens the data directory and serves, under the process's limits
+/// ([`jumpstarter_core::limits::global`]).
 pub async fn start(opts: Options) -> Result<Running, StartError> {
+    start_with_limits(opts, jumpstarter_core::limits::global().clone()).await
+}
+
+/// [`start`] under `limits` (connection cap, handshake and idle timeouts, streams per
+/// connection).
+pub async fn start_with_limits(opts: Options, limits: Limits) -> Result<Running, StartError> {
     ensure_data_dir(&opts.data_dir)?;
     let lock_path = opts.data_dir.join(LOCK_FILE);
     let lock_file = std::fs::OpenOptions::new()
@@ -248,6 +257,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         opts.offline_after,
     );
     shared.rotated_token_lifetime = opts.rotated_token_lifetime.min(opts.token_lifetime);
+    shared.limits = limits.clone();
     let max_message = shared.limits.controller_max_message;
     let shared = Arc::new(shared);
     let (stop_sched_tx, stop_sched_rx) = oneshot::channel();
@@ -258,11 +268,7 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let incoming = jumpstarter_core::session::tcp_incoming(listener, Some(tls));
-    let server = jumpstarter_core::session::server_builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(60)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .add_service(health)
+    let routes = tonic::service::Routes::new(health)
         .add_service(
             ControllerServiceServer::new(controller_service::ControllerSvc {
                 shared: shared.clone(),
@@ -276,14 +282,25 @@ pub async fn start(opts: Options) -> Result<Running, StartError> {
             .max_decoding_message_size(max_message),
         )
         .add_service(router::RouterSvc::new(shared.clone()))
-        .serve_with_incoming_shutdown(incoming, async move {
+        .prepare();
+    // Handshake and idle timeouts, a connection cap, streams per connection: see
+    // jumpstarter_core::session::serve. Every online exporter holds one connection (its Status
+    // stream), so the cap is the controller's own.
+    let conf = Listener::new(
+        format!("controller port {local_addr}"),
+        ConnLimits::controller(&limits),
+    )
+    .with_tls(Some(tls))
+    .with_keepalive(true);
+    let incoming = jumpstarter_core::session::tcp_incoming(listener);
+    let server = tokio::spawn(jumpstarter_core::session::serve(
+        conf,
+        incoming,
+        routes,
+        async move {
             let _ = stop_rx.await;
-        });
-    let server = tokio::spawn(async move {
-        if let Err(e) = server.await {
-            tracing::error!("controller server stopped: {e}");
-        }
-    });
+        },
+    ));
     Ok(Running {
         local_addr,
         endpoint,

@@ -14,7 +14,7 @@
 //! Exit codes (upstream 0.9.0 always exits 0; these are the codes it meant to return):
 //! * `0`: stopped without a signal (not reached in direct mode today);
 //! * `1`: could not start (config, TLS files, listener) or failed while running;
-//! * `2`: usage error;
+//! * `2`: usage error (options, or a bad `JMP_*` limit variable);
 //! * `3`: a hook with `onFailure: exit` failed (a service manager should not restart at once);
 //! * `128+N`: stopped by signal N after a clean shutdown (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
 
@@ -187,6 +187,12 @@ pub async fn run(args: RunArgs) -> i32 {
         Ok(m) => m,
         Err(code) => return code,
     };
+    // Limits from JMP_* (a bad value is a usage error), descriptor limit raised. Two exporter
+    // listeners at most: the TCP port (or the router tunnels) and the hook socket.
+    if let Err(e) = jumpstarter_core::session::daemon_limits(&[("max_connections", 2)]) {
+        eprintln!("Error: {e}");
+        return 2;
+    }
     let path = match (&args.exporter_config, &args.exporter) {
         (Some(p), _) => p.clone(),
         (None, Some(alias)) => match Locations::from_env().find_exporter(alias) {

@@ -204,6 +204,14 @@ enum Create {
 fn main() -> ExitCode {
     jumpstarter_controller_init_logging();
     let cli = Cli::parse();
+    if let Command::Serve(_) = &cli.command {
+        // Limits from JMP_* (a bad value is a usage error), descriptor limit raised.
+        let caps = [("controller_max_connections", 1)];
+        if let Err(e) = jumpstarter_core::session::daemon_limits(&caps) {
+            eprintln!("Error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
