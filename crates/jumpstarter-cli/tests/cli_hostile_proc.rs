@@ -23,7 +23,11 @@ fn marker(n: u32) -> String {
 fn with_arg(arg: &str) -> Vec<u32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
@@ -67,7 +71,11 @@ fn assert_gone(args: &[&str], when: &str) {
 fn wait_for(path: &Path) {
     let deadline = Instant::now() + T;
     while !path.exists() {
-        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -193,7 +201,10 @@ fn jmp_run_stopped_by_sigterm_leaves_no_hook_process() {
     exporter.signal(Signal::SIGTERM);
     let (status, log) = exporter.wait_exit(T);
     assert_eq!(status.code(), Some(143), "{log}");
-    assert!(after_started.exists(), "afterLease ran on the way out:\n{log}");
+    assert!(
+        after_started.exists(),
+        "afterLease ran on the way out:\n{log}"
+    );
     assert_gone(&[&b1, &b2, &b3, &a1, &a2], "jmp run's SIGTERM");
 }
 

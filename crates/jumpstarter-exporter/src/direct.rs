@@ -33,9 +33,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::StreamExt;
 use jumpstarter_config::Hooks;
 use jumpstarter_core::logs::LogHub;
-use futures::StreamExt;
 use jumpstarter_core::session::{ListenOptions, ServerHandle, Session, tcp_incoming};
 use jumpstarter_core::socket::SocketDir;
 use jumpstarter_protocol::v1::{EndSessionResponse, ExporterStatus};
@@ -211,9 +211,7 @@ struct Tracked<IO> {
     _open: OpenConn,
 }
 
-impl<IO: tonic::transport::server::Connected> tonic::transport::server::Connected
-    for Tracked<IO>
-{
+impl<IO: tonic::transport::server::Connected> tonic::transport::server::Connected for Tracked<IO> {
     type ConnectInfo = IO::ConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {

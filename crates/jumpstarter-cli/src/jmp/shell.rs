@@ -308,13 +308,14 @@ pub async fn run_child_until(
     let escalate = tokio::time::sleep(std::time::Duration::from_secs(86400));
     tokio::pin!(escalate);
     let mut escalating = false;
-    let stop_with = |sig: Signal, escalating: &mut bool, at: std::pin::Pin<&mut tokio::time::Sleep>| {
-        forward(sig);
-        if !*escalating {
-            *escalating = true;
-            at.reset(tokio::time::Instant::now() + kill_grace());
-        }
-    };
+    let stop_with =
+        |sig: Signal, escalating: &mut bool, at: std::pin::Pin<&mut tokio::time::Sleep>| {
+            forward(sig);
+            if !*escalating {
+                *escalating = true;
+                at.reset(tokio::time::Instant::now() + kill_grace());
+            }
+        };
     let status = loop {
         tokio::select! {
             status = child.wait() => break status.ok(),
