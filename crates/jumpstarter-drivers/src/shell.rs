@@ -101,34 +101,164 @@ pub const BLOCKED_ENV_PREFIXES: [&str; 2] = ["LD_", "BASH_FUNC_"];
 /// environment to decide what to run, load or trace.
 pub const RESERVED_ENV_VARS: &[&str] = &[
     // POSIX sh, dash, bash, ksh
-    "ENV", "SHELLOPTS", "BASHOPTS", "PS0", "PS1", "PS2", "PS3", "PS4", "IFS", "CDPATH",
-    "GLOBIGNORE", "EXECIGNORE", "FIGNORE", "PROMPT_COMMAND", "PROMPT_DIRTRIM", "HOSTFILE",
-    "INPUTRC", "MAIL", "MAILCHECK", "MAILPATH", "OPTARG", "OPTERR", "OPTIND", "POSIXLY_CORRECT",
-    "SHELL", "SHLVL", "TMOUT", "TIMEFORMAT", "FUNCNEST", "FCEDIT", "IGNOREEOF", "PWD", "OLDPWD",
-    "PPID", "UID", "EUID", "GROUPS", "HOSTNAME", "HOSTTYPE", "MACHTYPE", "OSTYPE", "LINENO",
-    "RANDOM", "SRANDOM", "SECONDS", "EPOCHREALTIME", "EPOCHSECONDS", "COLUMNS", "LINES",
-    "TERM", "TERMINFO", "TERMINFO_DIRS", "TERMCAP", "EMACS", "INSIDE_EMACS", "CHILD_MAX",
-    "COPROC", "DIRSTACK", "FUNCNAME", "PIPESTATUS", "REPLY", "TEXTDOMAIN", "TEXTDOMAINDIR",
-    "ZDOTDIR", "FPATH", "KSH_VERSION", "NULLCMD", "READNULLCMD", "STTY",
+    "ENV",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS0",
+    "PS1",
+    "PS2",
+    "PS3",
+    "PS4",
+    "IFS",
+    "CDPATH",
+    "GLOBIGNORE",
+    "EXECIGNORE",
+    "FIGNORE",
+    "PROMPT_COMMAND",
+    "PROMPT_DIRTRIM",
+    "HOSTFILE",
+    "INPUTRC",
+    "MAIL",
+    "MAILCHECK",
+    "MAILPATH",
+    "OPTARG",
+    "OPTERR",
+    "OPTIND",
+    "POSIXLY_CORRECT",
+    "SHELL",
+    "SHLVL",
+    "TMOUT",
+    "TIMEFORMAT",
+    "FUNCNEST",
+    "FCEDIT",
+    "IGNOREEOF",
+    "PWD",
+    "OLDPWD",
+    "PPID",
+    "UID",
+    "EUID",
+    "GROUPS",
+    "HOSTNAME",
+    "HOSTTYPE",
+    "MACHTYPE",
+    "OSTYPE",
+    "LINENO",
+    "RANDOM",
+    "SRANDOM",
+    "SECONDS",
+    "EPOCHREALTIME",
+    "EPOCHSECONDS",
+    "COLUMNS",
+    "LINES",
+    "TERM",
+    "TERMINFO",
+    "TERMINFO_DIRS",
+    "TERMCAP",
+    "EMACS",
+    "INSIDE_EMACS",
+    "CHILD_MAX",
+    "COPROC",
+    "DIRSTACK",
+    "FUNCNAME",
+    "PIPESTATUS",
+    "REPLY",
+    "TEXTDOMAIN",
+    "TEXTDOMAINDIR",
+    "ZDOTDIR",
+    "FPATH",
+    "KSH_VERSION",
+    "NULLCMD",
+    "READNULLCMD",
+    "STTY",
     // zsh's lowercase specials
-    "path", "cdpath", "fpath", "manpath", "module_path", "mailpath", "psvar", "fignore",
-    "watch", "histchars", "auto_resume",
+    "path",
+    "cdpath",
+    "fpath",
+    "manpath",
+    "module_path",
+    "mailpath",
+    "psvar",
+    "fignore",
+    "watch",
+    "histchars",
+    "auto_resume",
     // the dynamic loader and libc (glibc's list for set-uid programs, and more)
-    "GCONV_PATH", "GETCONF_DIR", "HOSTALIASES", "LOCALDOMAIN", "LOCPATH", "NIS_PATH",
-    "NLSPATH", "RES_OPTIONS", "RESOLV_HOST_CONF", "TMPDIR", "TZ", "TZDIR", "LANG", "LANGUAGE",
+    "GCONV_PATH",
+    "GETCONF_DIR",
+    "HOSTALIASES",
+    "LOCALDOMAIN",
+    "LOCPATH",
+    "NIS_PATH",
+    "NLSPATH",
+    "RES_OPTIONS",
+    "RESOLV_HOST_CONF",
+    "TMPDIR",
+    "TZ",
+    "TZDIR",
+    "LANG",
+    "LANGUAGE",
     // interpreters and tools that run or load what a variable names
-    "PERL5OPT", "PERL5LIB", "PERLLIB", "PERL5DB", "RUBYOPT", "RUBYLIB", "CLASSPATH",
-    "JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "LUA_INIT", "LUA_PATH", "LUA_CPATH",
-    "TCLLIBPATH", "EDITOR", "VISUAL", "PAGER", "MANPAGER", "LESSOPEN", "LESSCLOSE", "BROWSER",
-    "SSH_ASKPASS", "SUDO_ASKPASS", "KUBECONFIG", "DOCKER_HOST", "CURL_HOME", "WGETRC",
-    "OPENSSL_CONF", "OPENSSL_ENGINES", "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY",
-    "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
+    "PERL5OPT",
+    "PERL5LIB",
+    "PERLLIB",
+    "PERL5DB",
+    "RUBYOPT",
+    "RUBYLIB",
+    "CLASSPATH",
+    "JAVA_TOOL_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "LUA_INIT",
+    "LUA_PATH",
+    "LUA_CPATH",
+    "TCLLIBPATH",
+    "EDITOR",
+    "VISUAL",
+    "PAGER",
+    "MANPAGER",
+    "LESSOPEN",
+    "LESSCLOSE",
+    "BROWSER",
+    "SSH_ASKPASS",
+    "SUDO_ASKPASS",
+    "KUBECONFIG",
+    "DOCKER_HOST",
+    "CURL_HOME",
+    "WGETRC",
+    "OPENSSL_CONF",
+    "OPENSSL_ENGINES",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
     "no_proxy",
 ];
 /// Name prefixes a client may not set unless `allowed_env` lists the name exactly.
 pub const RESERVED_ENV_PREFIXES: &[&str] = &[
-    "LD_", "DYLD_", "BASH", "HIST", "COMP_", "READLINE_", "LC_", "MALLOC_", "GLIBC_", "GCONV_",
-    "PYTHON", "PERL", "RUBY", "NODE_", "NPM_", "GIT_", "XDG_", "SSH_", "GNUPG", "GPG_",
+    "LD_",
+    "DYLD_",
+    "BASH",
+    "HIST",
+    "COMP_",
+    "READLINE_",
+    "LC_",
+    "MALLOC_",
+    "GLIBC_",
+    "GCONV_",
+    "PYTHON",
+    "PERL",
+    "RUBY",
+    "NODE_",
+    "NPM_",
+    "GIT_",
+    "XDG_",
+    "SSH_",
+    "GNUPG",
+    "GPG_",
 ];
 /// The Shell config key that decides which environment a client may set.
 pub const ALLOWED_ENV_KEY: &str = "allowed_env";
@@ -311,15 +441,9 @@ enum EnvRule {
 }
 
 /// Which env names a client may set: the parsed `allowed_env`, or the default rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EnvPolicy {
     rules: Option<Vec<EnvRule>>,
-}
-
-impl Default for EnvPolicy {
-    fn default() -> Self {
-        EnvPolicy { rules: None }
-    }
 }
 
 impl EnvPolicy {
@@ -596,7 +720,10 @@ pub fn register(r: &mut Registry) {
 
 /// Checks the client's `env`: names must be identifiers that `policy` allows (see the module
 /// docs); values must be strings. A null (or otherwise empty) env is no env.
-fn parse_env(env: Option<&Value>, policy: &EnvPolicy) -> Result<Vec<(String, String)>, DriverError> {
+fn parse_env(
+    env: Option<&Value>,
+    policy: &EnvPolicy,
+) -> Result<Vec<(String, String)>, DriverError> {
     let map = match env {
         None => return Ok(Vec::new()),
         Some(v) if py_falsy(v) => return Ok(Vec::new()),
@@ -1192,7 +1319,10 @@ mod tests {
         let any = EnvPolicy::new(Some(&["*".to_string()])).unwrap();
         for odd in ["_x", "ÉTÉ"] {
             let err = check_env_name(odd).unwrap_err().to_string();
-            assert!(err.contains("by default only names of ASCII letters"), "{err}");
+            assert!(
+                err.contains("by default only names of ASCII letters"),
+                "{err}"
+            );
             assert!(any.check(odd).is_ok(), "{odd}");
         }
         for bad in ["", "1A", "A-B", "A B", "A=B", "$X"] {
@@ -1231,8 +1361,16 @@ mod tests {
         assert!(check_env_name("Path").is_ok());
         // zsh's lowercase `path` is reserved by the default rule.
         assert!(check_env_name("path").is_err());
-        assert!(parse_env(Some(&json!(null)), &EnvPolicy::default()).unwrap().is_empty());
-        assert!(parse_env(Some(&json!({})), &EnvPolicy::default()).unwrap().is_empty());
+        assert!(
+            parse_env(Some(&json!(null)), &EnvPolicy::default())
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            parse_env(Some(&json!({})), &EnvPolicy::default())
+                .unwrap()
+                .is_empty()
+        );
         assert!(matches!(
             parse_env(Some(&json!({"A": 1})), &EnvPolicy::default()),
             Err(DriverError::InvalidArgument(_))
@@ -1656,7 +1794,8 @@ mod tests {
                 .await
                 .unwrap_err();
             assert!(
-                invalid_argument(err).starts_with(&format!("Environment variable '{name}' is blocked")),
+                invalid_argument(err)
+                    .starts_with(&format!("Environment variable '{name}' is blocked")),
             );
         }
         served.shutdown().await;
@@ -1672,7 +1811,10 @@ mod tests {
             .await
             .unwrap_err();
         invalid_argument(err);
-        assert_eq!(sh.call_collect("show", &[], &no_env()).await.unwrap().code, 0);
+        assert_eq!(
+            sh.call_collect("show", &[], &no_env()).await.unwrap().code,
+            0
+        );
         served.shutdown().await;
 
         // Bad entries are config errors.
@@ -1731,9 +1873,16 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out.code, 0, "{out:?}");
-        let names: Vec<&str> = out.stdout.lines().filter_map(|l| l.split('=').next()).collect();
+        let names: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter_map(|l| l.split('=').next())
+            .collect();
         assert!(names.contains(&"FOO"), "{names:?}");
-        assert!(!names.contains(&"PS4") && !names.contains(&"SHELLOPTS"), "{names:?}");
+        assert!(
+            !names.contains(&"PS4") && !names.contains(&"SHELLOPTS"),
+            "{names:?}"
+        );
         served.shutdown().await;
 
         // Control: an owner who explicitly allows both names gets the attack's effect, so the
@@ -1746,7 +1895,10 @@ mod tests {
         .await;
         let out = sh.call_collect("hello", &[], &attack).await.unwrap();
         assert_eq!(out.stdout, "hello\n");
-        assert!(marker.exists(), "the control call did not reproduce the attack: {out:?}");
+        assert!(
+            marker.exists(),
+            "the control call did not reproduce the attack: {out:?}"
+        );
         served.shutdown().await;
     }
 

@@ -12,8 +12,12 @@
 //! 4. after an `EndSession`, the next cycle starts [`NEXT_SESSION_DELAY`] later (the status
 //!    stays AVAILABLE that long, so pollers see it).
 //!
-//! A `beforeLease` failure with `endLease` leaves the session in BEFORE_LEASE_HOOK_FAILED
-//! (driver calls refused) until a client calls `EndSession` or the exporter restarts. An
+//! A `beforeLease` failure with `endLease` belongs to its cycle: the session stays in
+//! BEFORE_LEASE_HOOK_FAILED (driver calls refused) for the clients that see it, and the cycle
+//! ends when a client calls `EndSession`, or when a client connects after every TCP connection
+//! that saw the failure has closed: that client starts a new cycle (the hook runs again), so a
+//! fixed cause heals without anyone sending `EndSession` by hand. The status is moved off the
+//! failure before the new connection is served, so its client never reads the stale one. An
 //! `exit` failure stops the exporter ([`Outcome::HookExit`]): the FAILED status is served for
 //! [`FAILURE_LINGER`] so connected clients see it, then OFFLINE, then the listeners close.
 //!
@@ -21,16 +25,21 @@
 //! killed, `afterLease` still runs), `force` also kills a running `afterLease`, and
 //! `stop_after_session` lets the current session run until its `EndSession`.
 
+use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::StreamExt;
 use jumpstarter_config::Hooks;
 use jumpstarter_core::logs::LogHub;
-use jumpstarter_core::session::{ListenOptions, ServerHandle, Session};
+use jumpstarter_core::session::{ListenOptions, ServerHandle, Session, tcp_incoming};
 use jumpstarter_core::socket::SocketDir;
 use jumpstarter_protocol::v1::{EndSessionResponse, ExporterStatus};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +53,8 @@ pub const NEXT_SESSION_DELAY: Duration = Duration::from_secs(1);
 pub const FAILURE_LINGER: Duration = Duration::from_secs(2);
 /// How long listeners wait for in-flight calls when the exporter stops.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How long a new connection waits for the lifecycle to leave a stale hook failure.
+pub const RESTART_WAIT: Duration = Duration::from_secs(10);
 /// `LEASE_NAME` of direct-mode hooks (upstream's value).
 pub const DIRECT_LEASE_NAME: &str = "standalone";
 
@@ -104,6 +115,149 @@ pub enum Outcome {
 }
 
 type EndRequest = oneshot::Sender<EndSessionResponse>;
+/// A new connection asking the lifecycle to leave a failed cycle; answered once the status has
+/// moved off the failure.
+type RestartRequest = oneshot::Sender<()>;
+
+/// The TCP clients of a direct exporter, as far as the lifecycle cares: how many connections
+/// are open, and whether a `beforeLease` failure of this cycle was seen by a client that left.
+#[derive(Debug, Default)]
+struct Clients {
+    state: Mutex<ClientState>,
+}
+
+#[derive(Debug, Default)]
+struct ClientState {
+    open: usize,
+    /// Set while the current cycle's `beforeLease` failed with `endLease`.
+    failure: Option<FailureSeen>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FailureSeen {
+    /// A connection was open at some point since the failure.
+    seen: bool,
+    /// ...and every connection has closed since.
+    left: bool,
+}
+
+impl Clients {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClientState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cycle's `beforeLease` failed with `endLease`.
+    fn failed(&self) {
+        let mut s = self.lock();
+        s.failure = Some(FailureSeen {
+            seen: s.open > 0,
+            left: false,
+        });
+    }
+
+    /// A new cycle starts.
+    fn new_cycle(&self) {
+        self.lock().failure = None;
+    }
+
+    /// A connection arrives: if the failure it would see is stale, asks the lifecycle for a new
+    /// cycle first (waiting, boundedly, until the status left the failure).
+    async fn admit(self: &Arc<Self>, restart: &mpsc::Sender<RestartRequest>) -> OpenConn {
+        let stale = {
+            let mut s = self.lock();
+            match s.failure {
+                Some(f) if f.left => {
+                    s.failure = None;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if stale {
+            let (tx, rx) = oneshot::channel();
+            if restart.send(tx).await.is_ok() {
+                let _ = tokio::time::timeout(RESTART_WAIT, rx).await;
+            }
+        }
+        let mut s = self.lock();
+        s.open += 1;
+        if let Some(f) = &mut s.failure {
+            f.seen = true;
+        }
+        OpenConn(self.clone())
+    }
+}
+
+/// One open TCP connection; dropping it counts it closed.
+#[derive(Debug)]
+struct OpenConn(Arc<Clients>);
+
+impl Drop for OpenConn {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.open = s.open.saturating_sub(1);
+        if s.open == 0
+            && let Some(f) = &mut s.failure
+            && f.seen
+        {
+            f.left = true;
+        }
+    }
+}
+
+/// A connection counted in [`Clients`] while it is open.
+struct Tracked<IO> {
+    io: IO,
+    _open: OpenConn,
+}
+
+impl<IO: tonic::transport::server::Connected> tonic::transport::server::Connected for Tracked<IO> {
+    type ConnectInfo = IO::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
 
 /// A direct-mode exporter: listening, not yet running its lifecycle ([`DirectExporter::run`]).
 pub struct DirectExporter {
@@ -115,6 +269,8 @@ pub struct DirectExporter {
     hook_dir: SocketDir,
     local_addr: SocketAddr,
     end_rx: mpsc::Receiver<EndRequest>,
+    clients: Arc<Clients>,
+    restart_rx: mpsc::Receiver<RestartRequest>,
 }
 
 fn end_response(success: bool, message: impl Into<String>) -> EndSessionResponse {
@@ -162,9 +318,22 @@ impl Exporter {
                     path: hook_dir.path().display().to_string(),
                     source,
                 })?;
-        let tcp = session.serve_tcp(
-            listener,
-            options.tls.clone(),
+        let clients = Arc::new(Clients::default());
+        let (restart_tx, restart_rx) = mpsc::channel::<RestartRequest>(4);
+        let incoming = {
+            let clients = clients.clone();
+            tcp_incoming(listener, options.tls.clone()).then(move |conn| {
+                let (clients, restart_tx) = (clients.clone(), restart_tx.clone());
+                async move {
+                    let io = conn?;
+                    let open = clients.admit(&restart_tx).await;
+                    Ok::<_, io::Error>(Tracked { io, _open: open })
+                }
+            })
+        };
+        let tcp = session.serve_incoming_with(
+            incoming,
+            None,
             &ListenOptions {
                 passphrase: options.passphrase.clone(),
                 keepalive: true,
@@ -205,6 +374,8 @@ impl Exporter {
             hook_dir,
             local_addr,
             end_rx,
+            clients,
+            restart_rx,
         })
     }
 }
@@ -271,6 +442,11 @@ impl DirectExporter {
                 session.set_motd(self.motd.clone().unwrap_or_default());
             }
             first = false;
+            self.clients.new_cycle();
+            // Requests of connections that raced a cycle's end are moot now.
+            while let Ok(ack) = self.restart_rx.try_recv() {
+                let _ = ack.send(());
+            }
 
             let before = before_lease(
                 &session,
@@ -281,18 +457,29 @@ impl DirectExporter {
             .await;
             let ready = match before {
                 HookPhase::Done | HookPhase::Warned(_) | HookPhase::Interrupted => true,
-                HookPhase::EndLease(_) => false,
+                HookPhase::EndLease(_) => {
+                    self.clients.failed();
+                    false
+                }
                 HookPhase::Exit(_) => {
                     linger(&session, HookKind::BeforeLease, control).await;
                     return Outcome::HookExit(HookKind::BeforeLease);
                 }
             };
 
-            // Serve until EndSession or a stop.
+            // Serve until EndSession or a stop (or, after a failed beforeLease, a client that
+            // comes after those who saw the failure).
             let first_end = tokio::select! {
                 _ = control.stop.cancelled() => None,
                 _ = control.after_session.cancelled(), if !ready => None,
                 r = self.end_rx.recv() => r,
+                Some(ack) = self.restart_rx.recv(), if !ready => {
+                    system.info("A new client after a failed beforeLease hook: starting a new session");
+                    session.logs().clear_backlog();
+                    session.set_status(ExporterStatus::Available, "Available for new lease");
+                    let _ = ack.send(());
+                    continue;
+                }
             };
             let Some(first_end) = first_end else {
                 if ready {

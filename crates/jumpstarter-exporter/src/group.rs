@@ -63,9 +63,9 @@ impl Tag {
 
     /// Whether an environ block (`NAME=value\0...`) carries this tag.
     fn in_environ(&self, environ: &[u8]) -> bool {
-        environ
-            .split_inclusive(|&b| b == 0)
-            .any(|entry| entry == self.entry.as_slice() || entry == &self.entry[..self.entry.len() - 1])
+        environ.split_inclusive(|&b| b == 0).any(|entry| {
+            entry == self.entry.as_slice() || entry == &self.entry[..self.entry.len() - 1]
+        })
     }
 
     /// Whether process `pid` carries this tag (false when its environment cannot be read).
@@ -314,7 +314,10 @@ mod tests {
         let family = Family::new(None, Some(tag.clone()));
         let deadline = Instant::now() + Duration::from_secs(5);
         while !family.members().unwrap().contains(&Pid::from_raw(escaped)) {
-            assert!(Instant::now() < deadline, "the escaped process is not found");
+            assert!(
+                Instant::now() < deadline,
+                "the escaped process is not found"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         family.stop(Duration::from_secs(2), || {}).await;

@@ -211,27 +211,52 @@ async fn local(path: &Path, command: &[OsString]) -> i32 {
     code
 }
 
+/// The variable that tags the processes of `jmp shell`'s command (see
+/// [`jumpstarter_exporter::group::Tag`]).
+pub const SHELL_TAG_VAR: &str = "JMP_SHELL_TAG";
+
 /// Runs the shell or command with extra environment, forwarding SIGTERM/SIGHUP and riding
 /// out SIGINT (the terminal delivers it to the child too). Returns the child's exit code.
 pub async fn run_child(command: &[OsString], context: &str, env: &[(&str, OsString)]) -> i32 {
     run_child_until(command, context, env, std::future::pending()).await
 }
 
+/// Whether this process is in the foreground of the terminal on stdin: then the child must
+/// share our process group (a shell in another group could not read the terminal, and
+/// job control of the user's own shell would break).
+fn foreground_terminal() -> bool {
+    nix::unistd::tcgetpgrp(std::io::stdin()).is_ok_and(|g| g == nix::unistd::getpgrp())
+}
+
 /// [`run_child`], and when `hang_up` completes (the lease ended) the child gets SIGHUP, as
 /// upstream's shell does.
+///
+/// Nothing the command started outlives it: the command runs in a process group of its own
+/// (unless it needs our terminal, see [`foreground_terminal`]) and with a [`SHELL_TAG_VAR`]
+/// tag; when it ends, however it ends (an exit, SIGKILL), what is left of its group and every
+/// tagged process gets SIGTERM, then SIGKILL after `JMP_KILL_GRACE`. A SIGTERM or SIGHUP to
+/// `jmp shell` (or the lease's end) goes to the whole group, and SIGKILL follows after the
+/// grace if the command is still running.
 pub async fn run_child_until(
     command: &[OsString],
     context: &str,
     env: &[(&str, OsString)],
     hang_up: impl std::future::Future<Output = ()>,
 ) -> i32 {
-    use nix::sys::signal::{Signal, kill};
+    use jumpstarter_exporter::group::{Family, FamilyGuard, Tag, kill_grace};
+    use nix::sys::signal::{Signal, kill, killpg};
     use nix::unistd::Pid;
     use tokio::signal::unix::{SignalKind, signal};
 
     let mut cmd = child_command(command, context);
     for (k, v) in env {
         cmd.env(k, v);
+    }
+    let tag = Tag::new(SHELL_TAG_VAR);
+    cmd.env(tag.var(), tag.value());
+    let own_group = !foreground_terminal();
+    if own_group {
+        cmd.process_group(0);
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -248,32 +273,71 @@ pub async fn run_child_until(
             };
         }
     };
-    let pid = child.id();
+    let pid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw);
+    let family = Family::new(pid.filter(|_| own_group), Some(tag));
+    let mut guard = FamilyGuard {
+        family: family.clone(),
+        armed: true,
+    };
     let (Ok(mut int), Ok(mut term), Ok(mut hup), Ok(mut quit)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
         signal(SignalKind::hangup()),
         signal(SignalKind::quit()),
     ) else {
-        return exit_code(child.wait().await.ok());
+        let code = exit_code(child.wait().await.ok());
+        family.stop(kill_grace(), || {}).await;
+        guard.armed = false;
+        return code;
     };
-    let forward = |sig: Signal| {
-        if let Some(pid) = pid {
-            let _ = kill(Pid::from_raw(pid as i32), sig);
+    let forward = |sig: Signal| match (family.pgid, pid) {
+        (Some(group), _) => {
+            let _ = killpg(group, sig);
         }
+        (None, Some(pid)) => {
+            let _ = kill(pid, sig);
+        }
+        (None, None) => {}
     };
     let hang_up = futures::FutureExt::fuse(hang_up);
     tokio::pin!(hang_up);
-    loop {
+    // Armed by a SIGTERM/SIGHUP: the command gets SIGKILL if it is still running then.
+    let escalate = tokio::time::sleep(std::time::Duration::from_secs(86400));
+    tokio::pin!(escalate);
+    let mut escalating = false;
+    let stop_with =
+        |sig: Signal, escalating: &mut bool, at: std::pin::Pin<&mut tokio::time::Sleep>| {
+            forward(sig);
+            if !*escalating {
+                *escalating = true;
+                at.reset(tokio::time::Instant::now() + kill_grace());
+            }
+        };
+    let status = loop {
         tokio::select! {
-            status = child.wait() => return exit_code(status.ok()),
-            _ = &mut hang_up => forward(Signal::SIGHUP),
+            status = child.wait() => break status.ok(),
+            _ = &mut hang_up => stop_with(Signal::SIGHUP, &mut escalating, escalate.as_mut()),
             _ = int.recv() => {}
             _ = quit.recv() => {}
-            _ = term.recv() => forward(Signal::SIGTERM),
-            _ = hup.recv() => forward(Signal::SIGHUP),
+            _ = term.recv() => stop_with(Signal::SIGTERM, &mut escalating, escalate.as_mut()),
+            _ = hup.recv() => stop_with(Signal::SIGHUP, &mut escalating, escalate.as_mut()),
+            _ = &mut escalate, if escalating => {
+                tracing::warn!("the command did not stop within {:?}, sending SIGKILL", kill_grace());
+                family.kill_now();
+                if let Some(pid) = pid {
+                    let _ = kill(pid, Signal::SIGKILL);
+                }
+                escalating = false;
+            }
         }
-    }
+    };
+    // Whatever the command left behind.
+    family.stop(kill_grace(), || {}).await;
+    guard.armed = false;
+    exit_code(status)
 }
 
 fn exit_code(status: Option<ExitStatus>) -> i32 {
