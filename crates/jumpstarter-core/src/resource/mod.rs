@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use uuid::Uuid;
 
 pub use encoding::Encoding;
-pub use pipe::{PipeEnd, PipeReader, PipeWriter, pipe};
+pub use pipe::{PipeEnd, PipeReader, PipeWriter, pipe, pipe_with_capacity};
 
 use crate::driver::{DriverError, Value};
 use encoding::{BoxRead, BoxWrite};
@@ -121,13 +121,25 @@ impl Resources {
         self.lock().remove(uuid)
     }
 
-    /// Drops a handle nobody opened, ending its stream cleanly.
+    /// Drops a handle nobody opened, ending its stream cleanly (the client's download side
+    /// sees the end of the data; what it uploaded and nobody read is freed).
     pub fn discard(&self, uuid: &Uuid) {
         if let Some(mut p) = self.take(uuid) {
-            tokio::spawn(async move {
-                let _ = p.end.shutdown().await;
-            });
+            p.end.end_writes();
         }
+    }
+
+    /// Drops a handle nobody opened because its stream is over (ended or reset): the bytes
+    /// it buffered are freed. A handle already opened is not affected.
+    pub fn forget(&self, uuid: &Uuid) {
+        drop(self.take(uuid));
+    }
+
+    /// Drops every handle not yet opened (the session ends): their streams end and what
+    /// they buffered is freed. Returns how many there were.
+    pub fn clear(&self) -> usize {
+        let pending: Vec<Pending> = self.lock().drain().map(|(_, p)| p).collect();
+        pending.len()
     }
 
     /// Handles registered and not yet opened.

@@ -10,16 +10,8 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::mpsc;
-use tokio_util::sync::PollSender;
 
-/// Chunks buffered in each direction before writers wait (backpressure).
-const DEPTH: usize = 32;
-
-enum Msg {
-    Data(Bytes),
-    End,
-}
+use crate::stream::{ByteReceiver, ByteSender, Chunk, byte_channel};
 
 /// One end of a [`pipe`].
 pub struct PipeEnd {
@@ -29,34 +21,46 @@ pub struct PipeEnd {
 
 /// The reading half of a [`PipeEnd`].
 pub struct PipeReader {
-    rx: mpsc::Receiver<Msg>,
+    rx: ByteReceiver,
     pending: Bytes,
     ended: bool,
 }
 
 /// The writing half of a [`PipeEnd`].
 pub struct PipeWriter {
-    tx: Option<PollSender<Msg>>,
+    tx: Option<ByteSender>,
 }
 
-/// Two connected ends: what one writes, the other reads.
+/// Two connected ends: what one writes, the other reads. Each direction buffers at most
+/// `limits.stream_buffer` bytes (`JMP_STREAM_BUFFER`) before writers wait.
 pub fn pipe() -> (PipeEnd, PipeEnd) {
-    let (a_tx, b_rx) = mpsc::channel(DEPTH);
-    let (b_tx, a_rx) = mpsc::channel(DEPTH);
+    pipe_with_capacity(crate::limits::global().stream_buffer)
+}
+
+/// A [`pipe`] buffering at most `capacity` bytes per direction (a single larger chunk passes
+/// alone).
+pub fn pipe_with_capacity(capacity: usize) -> (PipeEnd, PipeEnd) {
+    let (a_tx, b_rx) = byte_channel(capacity);
+    let (b_tx, a_rx) = byte_channel(capacity);
     let end = |tx, rx| PipeEnd {
         reader: PipeReader {
             rx,
             pending: Bytes::new(),
             ended: false,
         },
-        writer: PipeWriter {
-            tx: Some(PollSender::new(tx)),
-        },
+        writer: PipeWriter { tx: Some(tx) },
     };
     (end(a_tx, a_rx), end(b_tx, b_rx))
 }
 
 impl PipeEnd {
+    /// Ends what this end writes (the end marker), without waiting.
+    pub fn end_writes(&mut self) {
+        if let Some(mut tx) = self.writer.tx.take() {
+            tx.end();
+        }
+    }
+
     /// The two halves, usable from different tasks.
     pub fn into_split(self) -> (PipeReader, PipeWriter) {
         (self.reader, self.writer)
@@ -80,8 +84,8 @@ impl PipeReader {
                 return Poll::Ready(Ok(None));
             }
             match ready!(self.rx.poll_recv(cx)) {
-                Some(Msg::Data(b)) => self.pending = b,
-                Some(Msg::End) => self.ended = true,
+                Some(Chunk::Data(b)) => self.pending = b,
+                Some(Chunk::End) => self.ended = true,
                 None => return Poll::Ready(Err(gone())),
             }
         }
@@ -118,10 +122,7 @@ impl PipeWriter {
             return Ok(());
         }
         let tx = self.tx.as_mut().ok_or_else(write_after_shutdown)?;
-        std::future::poll_fn(|cx| tx.poll_reserve(cx))
-            .await
-            .map_err(|_| gone())?;
-        tx.send_item(Msg::Data(chunk)).map_err(|_| gone())
+        tx.send(chunk).await.map_err(|_| gone())
     }
 }
 
@@ -138,26 +139,17 @@ impl AsyncWrite for PipeWriter {
         let Some(tx) = self.tx.as_mut() else {
             return Poll::Ready(Err(write_after_shutdown()));
         };
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        ready!(tx.poll_reserve(cx)).map_err(|_| gone())?;
-        tx.send_item(Msg::Data(Bytes::copy_from_slice(buf)))
-            .map_err(|_| gone())?;
-        Poll::Ready(Ok(buf.len()))
+        tx.poll_write_slice(cx, buf).map_err(|_| gone())
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let Some(tx) = self.tx.as_mut() {
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(mut tx) = self.tx.take() {
             // A reader that is already gone needs no end marker.
-            if ready!(tx.poll_reserve(cx)).is_ok() {
-                let _ = tx.send_item(Msg::End);
-            }
-            self.tx = None;
+            tx.end();
         }
         Poll::Ready(Ok(()))
     }
@@ -251,6 +243,27 @@ mod tests {
         assert_eq!(&r.recv_chunk().await.unwrap().unwrap()[..], b"tail");
         assert!(r.recv_chunk().await.unwrap().is_none());
         assert!(w.send(Bytes::from_static(b"x")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn writers_wait_at_the_byte_bound_and_a_dropped_reader_frees_it() {
+        let (a, b) = pipe_with_capacity(1000);
+        let (_, mut w) = a.into_split();
+        let (r, _) = b.into_split();
+        w.send(Bytes::from(vec![1u8; 600])).await.unwrap();
+        w.send(Bytes::from(vec![2u8; 400])).await.unwrap();
+        // Full: the next chunk waits.
+        let blocked = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            w.send(Bytes::from_static(b"x")),
+        )
+        .await;
+        assert!(blocked.is_err(), "a full pipe must make the writer wait");
+        drop(r);
+        assert_eq!(
+            w.send(Bytes::from_static(b"x")).await.unwrap_err().kind(),
+            io::ErrorKind::BrokenPipe
+        );
     }
 
     #[tokio::test]

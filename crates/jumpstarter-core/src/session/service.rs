@@ -22,8 +22,11 @@ use uuid::Uuid;
 
 use super::Session;
 use crate::driver::{Args, DriverError, MethodKind, lookup};
-use crate::resource::{CallContext, Encoding, Handle, PipeEnd};
-use crate::stream::{MAX_FRAME, PumpError, pump_from_frames, pump_to_frames};
+use crate::limits::{Limits, global as limits};
+use crate::resource::{CallContext, Encoding, Handle, PipeEnd, Resources};
+use crate::stream::{
+    BridgeGauge, MAX_FRAME, PumpError, READ_CHUNK, pump_from_frames, pump_to_frames,
+};
 use crate::tree::Instance;
 
 type BoxResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -46,6 +49,28 @@ impl Session {
                 "Exporter not ready for driver calls (status: {})",
                 s.status.as_str_name()
             )))
+        }
+    }
+
+    /// Resource handles registered in this session and not yet opened.
+    fn open_handles(&self) -> usize {
+        self.tree()
+            .instances()
+            .iter()
+            .map(|i| i.resources.len())
+            .sum()
+    }
+
+    /// Drops every handle not yet opened: their streams end and their buffers are freed.
+    fn drop_handles(&self) {
+        let n: usize = self
+            .tree()
+            .instances()
+            .iter()
+            .map(|i| i.resources.clear())
+            .sum();
+        if n > 0 {
+            tracing::debug!("{n} unused resource handles dropped at the end of the session");
         }
     }
 
@@ -197,6 +222,8 @@ impl ExporterService for ExporterSvc {
         &self,
         _: Request<EndSessionRequest>,
     ) -> Result<Response<EndSessionResponse>, Status> {
+        // The client is done: nothing it opened and did not use outlives the session.
+        self.session.drop_handles();
         match self.session.end_session_handler() {
             Some(handler) => Ok(Response::new(handler().await)),
             None => Ok(Response::new(EndSessionResponse {
@@ -269,9 +296,10 @@ impl RouterSvc {
         io: crate::driver::BoxStream,
         inbound: Streaming<StreamRequest>,
     ) -> mpsc::Receiver<Result<StreamResponse, Status>> {
-        let (tx, rx) = mpsc::channel::<Result<StreamResponse, Status>>(16);
+        let (tx, rx) = mpsc::channel(response_depth(READ_CHUNK));
         let cancel = self.session.inner.cancel.clone();
         tokio::spawn(async move {
+            let _gauge = BridgeGauge::new();
             tokio::select! {
                 _ = bridge(io, inbound, tx) => {}
                 _ = cancel.cancelled() => {}
@@ -282,14 +310,19 @@ impl RouterSvc {
 
     /// Like [`RouterSvc::spawn_bridge`] for a resource's pipe: the payloads move between the
     /// gRPC messages and the driver without being copied.
+    /// When the bridge ends (the stream is over, reset, or the session closes) a handle
+    /// that was not opened is dropped with what it buffered.
     fn spawn_resource_bridge(
         &self,
         end: PipeEnd,
         inbound: Streaming<StreamRequest>,
+        unused: UnusedHandle,
     ) -> mpsc::Receiver<Result<StreamResponse, Status>> {
-        let (tx, rx) = mpsc::channel::<Result<StreamResponse, Status>>(16);
+        let (tx, rx) = mpsc::channel(response_depth(MAX_FRAME));
         let cancel = self.session.inner.cancel.clone();
         tokio::spawn(async move {
+            let _gauge = BridgeGauge::new();
+            let _unused = unused;
             tokio::select! {
                 _ = resource_bridge(end, inbound, tx) => {}
                 _ = cancel.cancelled() => {}
@@ -343,14 +376,29 @@ impl RouterSvc {
         // kinds of client keep the file bytes unchanged when the key is present (even empty);
         // omitting it would make upstream's client decode uploads itself, which 0.9.0 cannot
         // do (its codec wrapper tries to flush into the read-only file).
-        let (rid, session_end) = inst.resources.create(encoding);
+        let (rid, session_end) = {
+            // One at a time, so concurrent streams cannot overshoot the bound together.
+            let _one = CREATE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            let max = limits().max_resource_handles;
+            if self.session.open_handles() >= max {
+                return Err(Status::resource_exhausted(Limits::exceeded(
+                    "max_resource_handles",
+                    max,
+                )));
+            }
+            inst.resources.create(encoding)
+        };
+        let unused = UnusedHandle {
+            resources: inst.resources.clone(),
+            uuid: rid,
+        };
         let handle = serde_json::json!({
             "kind": "client_stream",
             "uuid": rid.hyphenated().to_string(),
             "x_jmp_content_encoding": requested,
         });
         tracing::debug!(driver = %inst.type_name, resource = %rid, encoding = ?requested, "resource stream");
-        let rx = self.spawn_resource_bridge(session_end, request.into_inner());
+        let rx = self.spawn_resource_bridge(session_end, request.into_inner(), unused);
         let mut response: Response<BoxResponseStream<StreamResponse>> =
             Response::new(Box::pin(ReceiverStream::new(rx)));
         let md = response.metadata_mut();
@@ -374,6 +422,42 @@ impl RouterSvc {
     }
 }
 
+/// Serialises resource handle creation (the check against `max_resource_handles` and the
+/// registration happen together).
+static CREATE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Frames queued towards the client per stream: at most `limits.stream_buffer` bytes of
+/// `frame`-sized frames (between 1 and 16).
+fn response_depth(frame: usize) -> usize {
+    (limits().stream_buffer / frame.max(1)).clamp(1, 16)
+}
+
+/// Drops a resource handle that was never opened when its stream is over.
+struct UnusedHandle {
+    resources: Resources,
+    uuid: Uuid,
+}
+
+impl Drop for UnusedHandle {
+    fn drop(&mut self) {
+        self.resources.forget(&self.uuid);
+    }
+}
+
+/// The status a stream ends with when its incoming frames fail: a frame over the message
+/// size limit is RESOURCE_EXHAUSTED naming the limit (as a gRPC server written in Python
+/// answers); a reset or a lost connection keeps its status (nobody is left to read it).
+fn inbound_error(e: Status) -> Status {
+    if e.code() == tonic::Code::OutOfRange {
+        Status::resource_exhausted(format!(
+            "frame rejected, over the gRPC message size limit: {}",
+            e.message()
+        ))
+    } else {
+        e
+    }
+}
+
 /// Serves one driver stream: client frames into the driver, driver bytes out as frames.
 /// The RPC ends (OK) once both directions are finished; a client reset ends it at once.
 /// The two directions of a resource stream, with the rules of [`bridge`]: a client that
@@ -388,7 +472,10 @@ async fn resource_bridge(
     let upload = async {
         while let Some(item) = inbound.next().await {
             match item.map(StreamRequest::frame) {
-                Err(_) => return false,
+                Err(e) => {
+                    let _ = tx.send(Err(inbound_error(e))).await;
+                    return false;
+                }
                 Ok(Frame::Data(b)) => {
                     if let Err(e) = wr.send(b).await {
                         tracing::debug!("resource upload not read by the driver: {e}");
@@ -471,8 +558,12 @@ async fn bridge(
                 up_done = true;
                 match r {
                     Ok(()) => {}
-                    // The client reset or lost the connection: nothing more to do.
-                    Err(PumpError::Frames(_)) => return,
+                    // A bad frame, a reset or a lost connection: the stream ends with an error
+                    // status (which nobody reads after a reset), never with OK.
+                    Err(PumpError::Frames(e)) => {
+                        let _ = tx.send(Err(inbound_error(e))).await;
+                        return;
+                    }
                     // The driver side refused writes: keep delivering what it sends.
                     Err(PumpError::Io(e)) => tracing::debug!("stream write to driver failed: {e}"),
                 }
