@@ -338,6 +338,7 @@ async fn passphrase_guessing_backs_off_per_address() {
     let options = ListenOptions {
         passphrase: Some("open sesame".into()),
         keepalive: false,
+        ..Default::default()
     };
     let (_h, addr) = tcp(&s, None, &options, &l).await;
 

@@ -322,7 +322,7 @@ impl Exporter {
         let (restart_tx, restart_rx) = mpsc::channel::<RestartRequest>(4);
         let incoming = {
             let clients = clients.clone();
-            tcp_incoming(listener, options.tls.clone()).then(move |conn| {
+            tcp_incoming(listener).then(move |conn| {
                 let (clients, restart_tx) = (clients.clone(), restart_tx.clone());
                 async move {
                     let io = conn?;
@@ -337,6 +337,7 @@ impl Exporter {
             &ListenOptions {
                 passphrase: options.passphrase.clone(),
                 keepalive: true,
+                tls: options.tls.clone(),
             },
         );
 

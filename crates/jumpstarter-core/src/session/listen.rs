@@ -57,6 +57,9 @@ pub struct ListenOptions {
     /// Send HTTP/2 keepalive pings, so connections of clients that vanished without closing
     /// (network gone, host down) are dropped. For TCP listeners.
     pub keepalive: bool,
+    /// Serve TLS with this configuration (the handshake runs under the handshake timeout,
+    /// inside the connection cap).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The connection limits of one listener.

@@ -299,7 +299,7 @@ impl Session {
             Err(_) => "TCP listener".to_string(),
         };
         let conf = Listener::new(name, ConnLimits::exporter(limits))
-            .with_tls(tls)
+            .with_tls(tls.or_else(|| options.tls.clone()))
             .with_keepalive(options.keepalive);
         let guard = PassphraseLayer::with_limits(options.passphrase.as_deref(), limits);
         self.serve_on(conf, tcp_incoming(listener), None, guard)
@@ -351,8 +351,9 @@ impl Session {
             Some(path) => format!("unix socket {}", path.display()),
             None => "session listener".to_string(),
         };
-        let conf =
-            Listener::new(name, ConnLimits::exporter(limits)).with_keepalive(options.keepalive);
+        let conf = Listener::new(name, ConnLimits::exporter(limits))
+            .with_tls(options.tls.clone())
+            .with_keepalive(options.keepalive);
         let guard = PassphraseLayer::with_limits(options.passphrase.as_deref(), limits);
         self.serve_on(conf, incoming, socket, guard)
     }
