@@ -75,13 +75,10 @@ fn validate_tags(tags: &std::collections::HashMap<String, String>) -> Result<(),
     }
     for (k, v) in tags {
         if k.starts_with(TAG_PREFIX) || k.starts_with("jumpstarter.dev/") {
-            return Err(format!(
-                "tag key {k:?} uses a reserved prefix",
-                k = clip(&k)
-            ));
+            return Err(format!("tag key {k:?} uses a reserved prefix", k = clip(k)));
         }
         if k.contains('/') {
-            return Err(format!("tag key {k:?} must not contain '/'", k = clip(&k)));
+            return Err(format!("tag key {k:?} must not contain '/'", k = clip(k)));
         }
         validate_key(&format!("{TAG_PREFIX}{k}"))?;
         validate_value(v)?;
@@ -300,7 +297,7 @@ impl ClientService for ClientSvc {
         {
             return Err(Status::unknown(format!(
                 "target client not found: clients.jumpstarter.dev \"{tname}\" not found",
-                tname = clip(&tname)
+                tname = clip(tname)
             )));
         }
         let updated = self

@@ -137,7 +137,7 @@ pub async fn exporter(shared: &Shared, md: &MetadataMap) -> Result<ExporterRecor
 fn lease_not_found(name: &str) -> Status {
     Status::unknown(format!(
         "leases.jumpstarter.dev \"{name}\" not found",
-        name = clip(&name)
+        name = clip(name)
     ))
 }
 
@@ -455,7 +455,7 @@ impl ControllerService for ControllerSvc {
                 other => {
                     return Err(Status::failed_precondition(format!(
                         "exporter not ready (status: {other})",
-                        other = clip(&other)
+                        other = clip(other)
                     )));
                 }
             }

@@ -50,6 +50,7 @@ impl CtlLab {
                 tls_cert: None,
                 tls_key: None,
                 token_lifetime: Duration::from_secs(3600),
+                rotated_token_lifetime: Duration::from_secs(600),
                 offline_after: Duration::from_secs(60),
             }))
             .unwrap();
