@@ -82,6 +82,7 @@ async fn silent_connections_past_the_cap_do_not_stop_the_controller() {
             tls_cert: None,
             tls_key: None,
             token_lifetime: Duration::from_secs(3600),
+            rotated_token_lifetime: Duration::from_secs(3600),
             offline_after: Duration::from_secs(60),
         },
         limits.clone(),

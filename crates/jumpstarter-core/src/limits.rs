@@ -261,6 +261,22 @@ mod tests {
     }
 
     #[test]
+    fn readme_lists_every_limit() {
+        let readme = include_str!("../../../README.md");
+        let section = readme
+            .split("## Limits and hardening")
+            .nth(1)
+            .expect("README has a Limits and hardening section");
+        for (field, name) in Limits::NAMES {
+            assert!(
+                section.contains(&format!("| `{}` |", name.var)),
+                "README's limits table lacks {} ({field})",
+                name.var
+            );
+        }
+    }
+
+    #[test]
     fn exceeded_names_the_knob() {
         assert_eq!(
             Limits::exceeded("max_resource_handles", 64),
