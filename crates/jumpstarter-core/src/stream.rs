@@ -33,8 +33,34 @@ use tokio_util::sync::PollSender;
 
 /// Largest payload put in one DATA frame (well under gRPC's 4 MiB message limit).
 pub const MAX_FRAME: usize = 1 << 20;
-/// Read size when turning a byte stream into frames.
+/// Largest read when turning a byte stream into frames.
 pub const READ_CHUNK: usize = 256 * 1024;
+/// First read size of a stream. Reads grow towards [`READ_CHUNK`] only while they come back
+/// full, so thousands of quiet streams (consoles, echo, small exchanges) do not each hold a
+/// quarter-megabyte buffer: eager large buffers made the allocator keep hundreds of megabytes
+/// resident after stream churn although nothing was live. A datagram stream whose datagram
+/// does not fit answers [`NeedRoom`] and gets a larger buffer; nothing is cut.
+pub const FIRST_READ_CHUNK: usize = 4 * 1024;
+
+/// What a datagram-backed byte stream fails a read with (inside an `io::Error`) when the read's
+/// buffer is smaller than the datagram waiting: the stream keeps the datagram, the reader grows
+/// its buffer to at least this many bytes and reads again.
+#[derive(Debug, thiserror::Error)]
+#[error("a read needs room for {0} bytes")]
+pub struct NeedRoom(pub usize);
+
+impl NeedRoom {
+    pub fn error(bytes: usize) -> io::Error {
+        io::Error::other(NeedRoom(bytes))
+    }
+
+    /// The room asked for, if `e` is a [`NeedRoom`].
+    pub fn of(e: &io::Error) -> Option<usize> {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<NeedRoom>())
+            .map(|n| n.0)
+    }
+}
 
 /// Reads `io` until EOF, sending each read as a DATA frame, then a GOAWAY frame.
 /// Returns `Ok(true)` when the GOAWAY was sent, `Ok(false)` if the receiver went away.
@@ -47,19 +73,35 @@ pub async fn pump_to_frames<R, F>(
 where
     R: AsyncRead + Unpin,
 {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut chunk = FIRST_READ_CHUNK;
+    let mut buf = BytesMut::with_capacity(chunk);
     loop {
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
+        if buf.capacity() - buf.len() < chunk / 4 {
+            buf.reserve(chunk);
         }
+        let room = buf.capacity() - buf.len();
         // Stop as soon as the receiver is gone: a stream whose client left must not go on
         // reading (and so swallowing) what the device sends next.
         let n = tokio::select! {
-            r = io.read_buf(&mut buf) => r?,
+            r = io.read_buf(&mut buf) => match r {
+                Ok(n) => n,
+                Err(e) => match NeedRoom::of(&e) {
+                    Some(need) => {
+                        buf.reserve(need);
+                        chunk = chunk.max(need.min(READ_CHUNK));
+                        continue;
+                    }
+                    None => return Err(e),
+                },
+            },
             _ = tx.closed() => return Ok(false),
         };
         if n == 0 {
             break;
+        }
+        // A read that filled its room: the source is fast, read more at a time.
+        if n == room && chunk < READ_CHUNK {
+            chunk = (chunk * 2).min(READ_CHUNK);
         }
         if tx.send(data(buf.split().freeze())).await.is_err() {
             return Ok(false);

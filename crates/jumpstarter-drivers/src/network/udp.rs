@@ -1,15 +1,25 @@
 //! A connected UDP socket as a byte stream: each write is one datagram, each read returns
-//! one datagram (bridges read with buffers larger than any datagram).
+//! one datagram. A read with less room than the datagram waiting fails with
+//! [`NeedRoom`] and keeps the datagram, so a bridge grows its buffer instead of cutting it.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use jumpstarter_core::stream::NeedRoom;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UdpSocket;
 
+/// The largest UDP payload.
+const MAX_DATAGRAM: usize = 65_536;
+
 pub struct UdpStream {
     sock: UdpSocket,
+    /// Where a datagram lands when the reader's buffer may be too small (allocated on the
+    /// first such read).
+    scratch: Vec<u8>,
+    /// A datagram that did not fit the last read.
+    staged: Option<Vec<u8>>,
 }
 
 impl UdpStream {
@@ -22,7 +32,11 @@ impl UdpStream {
         };
         let sock = UdpSocket::bind(local).await?;
         sock.connect(addr).await?;
-        Ok(UdpStream { sock })
+        Ok(UdpStream {
+            sock,
+            scratch: Vec::new(),
+            staged: None,
+        })
     }
 }
 
@@ -32,8 +46,37 @@ impl AsyncRead for UdpStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(d) = &this.staged {
+            if d.len() > buf.remaining() {
+                return Poll::Ready(Err(NeedRoom::error(d.len())));
+            }
+            buf.put_slice(d);
+            this.staged = None;
+            return Poll::Ready(Ok(()));
+        }
         loop {
-            match self.sock.poll_recv(cx, buf) {
+            let got = if buf.remaining() >= MAX_DATAGRAM {
+                this.sock.poll_recv(cx, buf)
+            } else {
+                if this.scratch.is_empty() {
+                    this.scratch = vec![0; MAX_DATAGRAM];
+                }
+                let mut scratch = ReadBuf::new(&mut this.scratch);
+                match this.sock.poll_recv(cx, &mut scratch) {
+                    Poll::Ready(Ok(())) => {
+                        let d = scratch.filled();
+                        if d.len() > buf.remaining() {
+                            this.staged = Some(d.to_vec());
+                            return Poll::Ready(Err(NeedRoom::error(d.len())));
+                        }
+                        buf.put_slice(d);
+                        Poll::Ready(Ok(()))
+                    }
+                    other => other,
+                }
+            };
+            match got {
                 // An ICMP "port unreachable" from an earlier send: UDP has no connection to
                 // lose, so keep listening (the peer may come up later).
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
