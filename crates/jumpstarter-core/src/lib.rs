@@ -11,6 +11,7 @@
 //! * [`resource`]: resource handles (flash/dump transfers), encodings, presigned HTTP.
 //! * [`remote`]: subtrees served by a driver host process, grafted and relayed.
 //! * [`limits`]: every resource bound (connections, timeouts, handles, buffers), in one place.
+//! * [`exit`]: [`exit::CliError`], how `jmp`, `j` and `jmp-controller` end.
 //! * [`logs`]: what `LogStream` serves.
 //! * [`testing`]: `serve(tree)`, a driver tree behind a real session on a temporary socket.
 
@@ -18,6 +19,7 @@ pub mod channel;
 pub mod client;
 pub mod controller;
 pub mod driver;
+pub mod exit;
 pub mod forward;
 pub mod limits;
 pub mod logs;
