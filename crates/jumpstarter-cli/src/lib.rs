@@ -13,34 +13,38 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use jumpstarter_core::Registry;
+use jumpstarter_family::Families;
 
-static DRIVERS: OnceLock<Registry> = OnceLock::new();
+static FAMILIES: OnceLock<Families> = OnceLock::new();
 
-/// The driver types exporters are built with: the built-in ones, plus those a custom binary
-/// added with [`main_with_drivers`].
-pub fn drivers() -> Registry {
-    DRIVERS
-        .get()
-        .cloned()
-        .unwrap_or_else(jumpstarter_drivers::builtin)
+/// The families this binary knows: the built-in ones, plus those a custom binary added with
+/// [`main_with_drivers`].
+pub fn families() -> &'static Families {
+    FAMILIES.get_or_init(jumpstarter_drivers::builtin)
 }
 
-/// `jmp`/`j` with more driver types: the whole `main` of a custom exporter binary is
+/// The driver types exporters are built with.
+pub fn drivers() -> Registry {
+    families().drivers().clone()
+}
+
+/// `jmp`/`j` with more families: the whole `main` of a custom exporter binary is
 ///
 /// ```ignore
 /// fn main() {
-///     std::process::exit(jumpstarter_cli::main_with_drivers(|r| {
-///         r.register("mylab.Thermometer", mylab::build);
+///     std::process::exit(jumpstarter_cli::main_with_drivers(|f| {
+///         mylab::register(f); // f.driver("mylab.Thermometer", ..).commands(&[..], ..)
 ///     }));
 /// }
 /// ```
 ///
-/// Types added here win over built-in ones of the same name; any other type still goes to a
-/// driver host (docs/driver-hosts.md).
-pub fn main_with_drivers(add: impl FnOnce(&mut Registry)) -> i32 {
-    let mut registry = jumpstarter_drivers::builtin();
-    add(&mut registry);
-    let _ = DRIVERS.set(registry);
+/// Driver types and command sets added here win over built-in ones of the same name; any
+/// other type still goes to a driver host (docs/driver-hosts.md), and `j` inside a shell on
+/// this binary's exporter offers the added commands.
+pub fn main_with_drivers(add: impl FnOnce(&mut Families)) -> i32 {
+    let mut families = jumpstarter_drivers::builtin();
+    add(&mut families);
+    let _ = FAMILIES.set(families);
     main_from_args()
 }
 

@@ -362,12 +362,6 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Called once when the session ends.
     async fn close(&self) {}
-
-    /// Not for driver authors: a node served by a driver host (see [`crate::remote`]). The
-    /// session relays every call and stream addressed to it, unchanged, to the host.
-    fn remote(&self) -> Option<&Arc<crate::remote::HostLink>> {
-        None
-    }
 }
 
 impl fmt::Debug for dyn Driver {

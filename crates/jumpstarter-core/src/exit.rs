@@ -206,7 +206,10 @@ mod tests {
     #[test]
     fn kinds_choose_codes_and_texts() {
         let e = CliError::runtime("no such lease");
-        assert_eq!((e.code(), e.rendered()), (1, "Error: no such lease\n".into()));
+        assert_eq!(
+            (e.code(), e.rendered()),
+            (1, "Error: no such lease\n".into())
+        );
         let e = CliError::usage("bad flag");
         assert_eq!(e.code(), 2);
         let e = CliError::usage_of("jmp shell [OPTIONS] [COMMAND]...", "missing selector");

@@ -1,6 +1,8 @@
 //! The heart of Jumpstarter: drivers, sessions, streams and the session client.
 //!
 //! * [`driver`]: the driver model (the [`Driver`] trait, method tables, errors, arguments).
+//! * [`interface`]: `#[interface]` and [`export!`]: an interface declared once (method table,
+//!   dispatch, typed client).
 //! * [`tree`] and [`registry`]: driver instances, `ref:` aliases, the `GetReport` layout, and
 //!   constructors keyed by upstream `type:` strings.
 //! * [`session`]: one tree served as `ExporterService` + `RouterService`.
@@ -21,6 +23,7 @@ pub mod controller;
 pub mod driver;
 pub mod exit;
 pub mod forward;
+pub mod interface;
 pub mod limits;
 pub mod logs;
 pub mod registry;
@@ -34,13 +37,15 @@ pub mod tls;
 pub mod transport;
 pub mod tree;
 
+pub use async_trait::async_trait;
 pub use client::{Client, ClientError, DriverClient};
 pub use driver::{
     Args, BoxStream, Driver, DriverError, Method, MethodKind, Param, Value, ValueStream,
 };
 pub use jumpstarter_config::ConfigError;
+pub use jumpstarter_macros::interface;
 pub use logs::{Level, LogHub, Logger};
-pub use registry::{BuildContext, Registry};
+pub use registry::{BuildContext, Built, Registry};
 pub use resource::{CallContext, Encoding, Resource};
 pub use session::Session;
 pub use tree::{DriverTree, Instance};

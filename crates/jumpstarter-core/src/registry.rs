@@ -8,6 +8,7 @@ use jumpstarter_config::{ConfigError, DriverConfig};
 
 use crate::driver::Driver;
 use crate::logs::Logger;
+use crate::tree::Instance;
 
 /// What a constructor gets: its config, its children (already built, `ref:` children
 /// resolved to the shared instance) and a logger named after the driver class.
@@ -38,9 +39,50 @@ pub fn class_name(type_name: &str) -> &str {
     type_name.rsplit('.').next().unwrap_or(type_name)
 }
 
-/// Builds a driver from its config.
-pub type Factory =
-    Arc<dyn Fn(&BuildContext<'_>) -> Result<Arc<dyn Driver>, ConfigError> + Send + Sync>;
+/// What a constructor returns: a driver, and the children it creates itself (upstream's Qemu,
+/// Dutlink and the flashers build their own power, console and storage nodes). The tree
+/// merges them with the node's configured children; a configured child wins over a created one
+/// of the same name.
+pub struct Built {
+    pub driver: Arc<dyn Driver>,
+    pub children: Vec<(String, Instance)>,
+}
+
+impl Built {
+    pub fn new(driver: impl Driver) -> Self {
+        Built {
+            driver: Arc::new(driver),
+            children: Vec::new(),
+        }
+    }
+
+    /// Adds a child the driver creates.
+    pub fn child(mut self, name: impl Into<String>, child: Instance) -> Self {
+        self.children.push((name.into(), child));
+        self
+    }
+}
+
+impl From<Arc<dyn Driver>> for Built {
+    fn from(driver: Arc<dyn Driver>) -> Self {
+        Built {
+            driver,
+            children: Vec::new(),
+        }
+    }
+}
+
+impl<D: Driver> From<Arc<D>> for Built {
+    fn from(driver: Arc<D>) -> Self {
+        Built {
+            driver,
+            children: Vec::new(),
+        }
+    }
+}
+
+/// Builds a driver (and the children it creates) from its config.
+pub type Factory = Arc<dyn Fn(&BuildContext<'_>) -> Result<Built, ConfigError> + Send + Sync>;
 
 /// Everything the exporter can instantiate, keyed by `type:` string.
 #[derive(Clone, Default)]
@@ -59,13 +101,17 @@ impl Registry {
         Registry::default()
     }
 
-    /// Registers a constructor for a `type:` string, replacing any earlier one.
-    pub fn register<F>(&mut self, type_name: &str, factory: F) -> &mut Self
+    /// Registers a constructor for a `type:` string, replacing any earlier one. It returns a
+    /// driver (`Arc<D>` or `Arc<dyn Driver>`) or a [`Built`] subtree.
+    pub fn register<F, B>(&mut self, type_name: &str, factory: F) -> &mut Self
     where
-        F: Fn(&BuildContext<'_>) -> Result<Arc<dyn Driver>, ConfigError> + Send + Sync + 'static,
+        F: Fn(&BuildContext<'_>) -> Result<B, ConfigError> + Send + Sync + 'static,
+        B: Into<Built>,
     {
-        self.factories
-            .insert(type_name.to_owned(), Arc::new(factory));
+        self.factories.insert(
+            type_name.to_owned(),
+            Arc::new(move |ctx| factory(ctx).map(Into::into)),
+        );
         self
     }
 

@@ -418,10 +418,6 @@ impl Driver for RemoteDriver {
         self.labels.clone()
     }
 
-    fn remote(&self) -> Option<&Arc<HostLink>> {
-        Some(&self.link)
-    }
-
     async fn close(&self) {
         if self.owner {
             self.link.stop(Duration::from_secs(10)).await;
@@ -540,6 +536,7 @@ fn node(
         labels: BTreeMap::new(),
         children,
         resources: Resources::new(),
+        host: Some(link.clone()),
     });
     built.insert(e.uuid.clone(), inst.clone());
     Ok((inst, next, true))
@@ -552,6 +549,7 @@ pub fn unavailable(link: Arc<HostLink>, type_name: &str) -> Arc<Instance> {
     let reason = link.failure().unwrap_or_default();
     Arc::new(Instance {
         uuid: Uuid::new_v4(),
+        host: Some(link.clone()),
         driver: Arc::new(RemoteDriver {
             link,
             client: UNAVAILABLE_CLIENT.to_owned(),

@@ -52,6 +52,9 @@ pub struct Instance {
     pub children: Vec<(String, Child)>,
     /// Resource handles registered on this instance and not yet opened.
     pub resources: Resources,
+    /// Set when a driver host serves this node (see [`crate::remote`]): the session relays
+    /// every call and stream addressed to it, unchanged, to the host.
+    pub host: Option<Arc<crate::remote::HostLink>>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -91,6 +94,7 @@ impl Instance {
             labels: BTreeMap::new(),
             children: Vec::new(),
             resources: Resources::new(),
+            host: None,
         }
     }
 
@@ -211,6 +215,7 @@ impl DriverTree {
             labels: BTreeMap::new(),
             children,
             resources: Resources::new(),
+            host: None,
         };
         Ok(Self::new(root))
     }
@@ -470,6 +475,7 @@ impl ConfigBuilder<'_> {
                 labels: BTreeMap::new(),
                 children,
                 resources: Resources::new(),
+                host: None,
             },
             DriverNode::Driver {
                 type_name,
@@ -499,7 +505,19 @@ impl ConfigBuilder<'_> {
                         .logs
                         .driver_logger(class_name(type_name), base.log_level),
                 };
-                let driver = factory(&ctx)?;
+                let built = factory(&ctx)?;
+                // Children the driver created, after the configured ones; a configured child
+                // of the same name wins.
+                for (name, inst) in built.children {
+                    if children.iter().any(|(n, _)| *n == name) {
+                        continue;
+                    }
+                    let inst = Arc::new(inst);
+                    let child_size = self.measure(&inst, via)?;
+                    size = self.add(size, child_size, via, false)?;
+                    children.push((name, Child::Own(inst)));
+                }
+                let driver = built.driver;
                 Instance {
                     uuid: Uuid::new_v4(),
                     driver,
@@ -509,6 +527,7 @@ impl ConfigBuilder<'_> {
                     labels: base.labels,
                     children,
                     resources: Resources::new(),
+                    host: None,
                 }
             }
             DriverNode::Proxy { .. } => {
@@ -549,7 +568,7 @@ impl ConfigBuilder<'_> {
                 Some(n) => node = n,
                 // A host that is not running has a stand-in without children: an alias into
                 // its subtree is the stand-in (its calls fail with the host's error).
-                None if node.driver.remote().is_some_and(|h| h.failure().is_some()) => break,
+                None if node.host.as_ref().is_some_and(|h| h.failure().is_some()) => break,
                 None => return Some(None),
             }
         }

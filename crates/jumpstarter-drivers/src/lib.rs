@@ -1,11 +1,11 @@
-//! Built-in drivers, one module per family, each with the typed client that drives it.
+//! Built-in driver families, one folder each: its drivers, its typed client and its `j`
+//! commands, registered by one `register(&mut Families)` function.
 //!
 //! Every driver is registered under its upstream `type:` string ([`builtin`]), so exporter
-//! configs written for upstream Jumpstarter run unchanged. Clients are keyed by the upstream
-//! client class label (`jumpstarter.dev/client`).
+//! configs written for upstream Jumpstarter run unchanged; command sets are keyed by the
+//! upstream client class label (`jumpstarter.dev/client`).
 
 pub mod config;
-pub mod http_power;
 pub mod network;
 pub mod opendal;
 pub mod power;
@@ -17,21 +17,21 @@ use std::sync::Arc;
 
 use jumpstarter_config::exporter::COMPOSITE_TYPE;
 use jumpstarter_core::tree::Composite;
-use jumpstarter_core::{Driver, Registry};
+use jumpstarter_family::Families;
 
-/// Every built-in driver, keyed by upstream type string.
-pub fn builtin() -> Registry {
-    let mut r = Registry::new();
-    r.register(COMPOSITE_TYPE, |ctx| {
+/// Every built-in family: driver types keyed by upstream type string, command sets keyed by
+/// client class.
+pub fn builtin() -> Families {
+    let mut f = Families::new();
+    f.driver(COMPOSITE_TYPE, |ctx| {
         config::ignore_unknown(ctx, &[]);
-        Ok(Arc::new(Composite) as Arc<dyn Driver>)
+        Ok(Arc::new(Composite))
     });
-    power::register(&mut r);
-    http_power::register(&mut r);
-    network::register(&mut r);
-    storage::register(&mut r);
-    opendal::register(&mut r);
-    shell::register(&mut r);
-    serial::register(&mut r);
-    r
+    power::register(&mut f);
+    network::register(f.drivers_mut());
+    storage::register(f.drivers_mut());
+    opendal::register(f.drivers_mut());
+    shell::register(f.drivers_mut());
+    serial::register(f.drivers_mut());
+    f
 }

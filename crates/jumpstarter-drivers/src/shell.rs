@@ -1437,8 +1437,8 @@ mod tests {
     const GUARD: Duration = Duration::from_secs(60);
 
     fn build(config: Value) -> Result<Arc<dyn Driver>, String> {
-        let registry = crate::builtin();
-        let factory = registry.get(SHELL).expect("Shell is registered");
+        let families = crate::builtin();
+        let factory = families.drivers().get(SHELL).expect("Shell is registered");
         let config = DriverConfig::from_json(config);
         let ctx = BuildContext {
             type_name: SHELL,
@@ -1446,7 +1446,7 @@ mod tests {
             children: &[],
             logger: Logger::detached("Shell"),
         };
-        factory(&ctx).map_err(|e| e.to_string())
+        factory(&ctx).map(|b| b.driver).map_err(|e| e.to_string())
     }
 
     async fn serve_shell(config: Value) -> (Served, ShellClient) {

@@ -61,8 +61,9 @@ impl Exporter {
     /// building the tree once and closing it again.
     pub async fn new(
         config: ExporterConfig,
-        registry: Registry,
+        registry: impl Into<Registry>,
     ) -> Result<Exporter, ExporterError> {
+        let registry = registry.into();
         let hosted = driver_host::hosted_subtrees(&config, &registry)?;
         let host_options = driver_host::HostOptions::new(&config);
         let exporter = Exporter {

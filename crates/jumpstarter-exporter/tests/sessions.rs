@@ -48,7 +48,7 @@ async fn every_session_gets_fresh_drivers() {
     let counts = Arc::new(Counts::default());
     let mut registry = jumpstarter_drivers::builtin();
     let c = counts.clone();
-    registry.register("test.Counter", move |_| {
+    registry.driver("test.Counter", move |_| {
         c.built.fetch_add(1, Ordering::SeqCst);
         Ok(Arc::new(Counter(c.clone())) as Arc<dyn Driver>)
     });

@@ -40,7 +40,7 @@ export:
             "sh",
             "-c",
             "set -e; j thermo call name; j thermo call read; j thermo call set 40; \
-             j thermo call read; j thermo stream-call watch 1; j power on",
+             j thermo call read; j thermo stream-call watch 1; j power on; j thermo temp",
         ])
         .output()
         .unwrap();
@@ -56,6 +56,8 @@ export:
         "{stdout}"
     );
     assert!(stdout.contains("power on"), "{stdout}");
+    // The family's own `j` command.
+    assert!(stdout.ends_with("40 °C (bench)\n"), "{stdout}");
 }
 
 #[test]

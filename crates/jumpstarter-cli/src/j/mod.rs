@@ -9,15 +9,13 @@
 //! without a command prints its help to stderr and exits 1.
 
 mod allow;
-mod generic;
+mod legacy;
 mod network;
 mod opendal;
-mod power;
 mod serial;
 mod shell;
 mod storage;
 mod tree;
-mod usage;
 
 use std::ffi::OsString;
 
@@ -72,7 +70,10 @@ async fn run(host: String, args: Vec<OsString>) -> i32 {
         }
     };
     let allow = allow::from_env();
-    tree::run(&client, &allow, args).await
+    let mut families = jumpstarter_family::Families::new();
+    legacy::register(&mut families);
+    families.extend(crate::families());
+    tree::run(&client, &families, &allow, args).await
 }
 
 /// How `j` reaches a TCP target (a direct-mode exporter), as upstream's `j` does:

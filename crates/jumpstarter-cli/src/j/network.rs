@@ -9,8 +9,9 @@ use jumpstarter_core::socket::SocketDir;
 use jumpstarter_core::stream::splice;
 use jumpstarter_drivers::network::{NetworkClient, split_host_port, strip_scheme};
 
-use super::tree::{group, help_for};
 use super::{CmdError, CmdResult};
+use jumpstarter_family::stdio::stdio;
+use jumpstarter_family::{group, help_for};
 
 pub fn command(path: &str, node: &DriverClient) -> Command {
     group(path, node, "Generic Network Connection")
@@ -74,7 +75,7 @@ pub async fn run(node: &DriverClient, m: &ArgMatches) -> CmdResult {
         Some(("forward-unix", sub)) => {
             forward_unix(&net, sub.get_one::<PathBuf>("path").cloned()).await
         }
-        Some(("connect", _)) => stdio(net.connect().await?).await,
+        Some(("connect", _)) => Ok(stdio(net.connect().await?).await?),
         _ => unreachable!("clap requires a sub-command"),
     }
 }
@@ -179,30 +180,4 @@ where
             _ = tokio::signal::ctrl_c() => return Ok(0),
         }
     }
-}
-
-/// stdin to the stream, the stream to stdout; ends when the remote side ends.
-pub async fn stdio<S>(stream: S) -> CmdResult
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    use tokio::io::AsyncWriteExt;
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut stdin = tokio::io::stdin();
-    let mut stdout = tokio::io::stdout();
-    let upload = async {
-        let _ = tokio::io::copy(&mut stdin, &mut wr).await;
-        let _ = wr.shutdown().await;
-        std::future::pending::<()>().await
-    };
-    let download = async {
-        let r = tokio::io::copy(&mut rd, &mut stdout).await;
-        let _ = stdout.flush().await;
-        r
-    };
-    tokio::select! {
-        r = download => { r?; }
-        _ = upload => {}
-    }
-    Ok(0)
 }

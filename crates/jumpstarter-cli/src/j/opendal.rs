@@ -8,8 +8,8 @@ use jumpstarter_core::DriverClient;
 use jumpstarter_drivers::opendal::OpendalClient;
 use serde_json::{Value, json};
 
-use super::tree::{group, help_for};
 use super::{CmdError, CmdResult};
+use jumpstarter_family::{group, help_for};
 
 fn path_arg(name: &'static str) -> Arg {
     Arg::new(name)

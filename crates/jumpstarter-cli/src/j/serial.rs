@@ -19,8 +19,10 @@ use jumpstarter_drivers::serial::SerialClient;
 use nix::sys::termios::{self, SetArg, Termios};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::tree::{group, help_for};
-use super::{CmdError, CmdResult, generic, usage};
+use super::{CmdError, CmdResult};
+use jumpstarter_family::generic;
+use jumpstarter_family::usage;
+use jumpstarter_family::{group, help_for};
 
 /// Where a usage error of `pipe` learns the command path (for `Usage: j serial pipe ...`).
 const PATH_ARG: &str = "jmp-command-path";
@@ -125,7 +127,7 @@ pub async fn run(node: &DriverClient, m: &ArgMatches) -> CmdResult {
     match m.subcommand() {
         Some(("pipe", sub)) => pipe(&serial, sub).await,
         Some(("start-console", _)) => start_console(&serial).await,
-        Some(("call", _)) => generic::run(node, m).await,
+        Some(("call", _)) => Ok(generic::run(node, m).await?),
         _ => unreachable!("clap requires a sub-command"),
     }
 }

@@ -9,48 +9,30 @@
 //! and `j` exits with the script's return code (128+N when it died of signal N; upstream
 //! 0.9.0 always exits 0).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use jumpstarter_core::{ClientError, DriverClient};
 use jumpstarter_drivers::shell::ShellClient;
 
-use super::allow::Allow;
-use super::tree::{Kind, group, help_for, kind};
 use super::{CmdError, CmdResult};
+use jumpstarter_family::{group, help_for};
 
-/// The method names of each Shell node (by uuid), or why they could not be listed.
-pub type ShellMethods = HashMap<String, Result<Vec<String>, String>>;
+/// The method names of a Shell node, or why they could not be listed.
+pub type ShellMethods = Result<Vec<String>, String>;
 
-/// Lists the methods of every Shell node in the tree (concurrently; once per instance).
-pub async fn prefetch(root: &DriverClient, allow: &Allow) -> ShellMethods {
-    fn collect<'a>(node: &'a DriverClient, allow: &Allow, out: &mut Vec<&'a DriverClient>) {
-        if let Kind::Shell = kind(node, allow)
-            && !out.iter().any(|n| n.uuid() == node.uuid())
-        {
-            out.push(node);
-        }
-        for child in node.children() {
-            collect(child, allow, out);
-        }
-    }
-    let mut nodes = Vec::new();
-    collect(root, allow, &mut nodes);
-    let lists = futures::future::join_all(nodes.iter().map(|node| async move {
-        let methods = ShellClient::new((*node).clone())
-            .get_methods()
-            .await
-            .map_err(|e| e.to_string());
-        (node.uuid().to_owned(), methods)
-    }))
-    .await;
-    lists.into_iter().collect()
+/// Lists the methods of one Shell node (before the command tree is built).
+pub async fn prefetch_one(node: &DriverClient) -> ShellMethods {
+    ShellClient::new(node.clone())
+        .get_methods()
+        .await
+        .map_err(|e| e.to_string())
 }
 
-pub fn command(path: &str, node: &DriverClient, methods: &ShellMethods) -> Command {
+pub fn command(path: &str, node: &DriverClient, methods: Option<&ShellMethods>) -> Command {
     let mut cmd = group(path, node, "Shell command executor");
-    match methods.get(node.uuid()) {
+    match methods {
         Some(Ok(names)) => {
             let mut names = names.clone();
             names.sort();
@@ -228,10 +210,10 @@ pub async fn run(
     node: &DriverClient,
     m: &ArgMatches,
     names: &[String],
-    methods: &ShellMethods,
+    methods: Option<&ShellMethods>,
     argv: &[String],
 ) -> CmdResult {
-    if let Some(Err(e)) = methods.get(node.uuid()) {
+    if let Some(Err(e)) = methods {
         return Err(CmdError(format!(
             "cannot list the methods of {}: {e}",
             node.name()

@@ -15,8 +15,8 @@ use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 use jumpstarter_core::{DriverClient, Encoding};
 use jumpstarter_drivers::storage::{FlasherClient, Source, StorageMuxClient, Transfer};
 
-use super::tree::{group, help_for};
 use super::{CmdError, CmdResult};
+use jumpstarter_family::{group, help_for};
 
 /// Which storage interface a node has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

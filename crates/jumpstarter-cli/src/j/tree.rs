@@ -1,94 +1,80 @@
-//! The `j` command tree, built from the session's driver tree.
+//! The `j` command tree, built from the session's driver tree by looking each node's client
+//! class up in the registered families ([`jumpstarter_family::Families`]).
+//!
+//! * A composite is a group of its children.
+//! * A node whose class has a command set gets that set's commands, and its children as
+//!   further groups (a child whose name is one of the set's commands is left out).
+//! * A node not allowed by `JMP_DRIVERS_ALLOW` is listed with the reason.
+//! * Any other class gets the generic commands (calls by method name).
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use clap::{Arg, ArgMatches, Command};
 use jumpstarter_core::tree::COMPOSITE_CLIENT;
 use jumpstarter_core::{Client, DriverClient};
-use jumpstarter_drivers::network::NETWORK_CLIENT;
-use jumpstarter_drivers::opendal::OPENDAL_CLIENT;
-use jumpstarter_drivers::power::{POWER_CLIENT, VIRTUAL_POWER_CLIENT};
-use jumpstarter_drivers::serial::PYSERIAL_CLIENT;
-use jumpstarter_drivers::shell::SHELL_CLIENT;
-use jumpstarter_drivers::storage::{
-    CORE_FLASHER_CLIENT, FLASHER_CLIENT, STORAGE_MUX_CLIENT, STORAGE_MUX_FLASHER_CLIENT,
-};
+use jumpstarter_family::usage;
+use jumpstarter_family::{CliError, CliResult, Commands, Families, Node, Prepared, group};
+
+use jumpstarter_family::generic;
 
 use super::allow::Allow;
-use super::shell::ShellMethods;
-use super::storage::Flavour;
-use super::{CmdError, CmdResult, generic, network, opendal, power, serial, shell, storage, usage};
 
 const LEVELS: [&str; 5] = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
 
 /// How `j` presents a node.
-pub enum Kind {
+enum Kind {
     Composite,
-    Power {
-        virtual_power: bool,
-    },
-    Network,
-    Storage(Flavour),
-    Opendal,
-    Shell,
-    Serial,
-    /// A client class without native commands: generic calls by method name.
+    Family(Arc<dyn Commands>),
+    /// A client class without a command set: generic calls by method name.
     Generic,
     /// Not allowed by `JMP_DRIVERS_ALLOW`: listed, with the reason.
     Denied(String),
 }
 
-pub fn kind(node: &DriverClient, allow: &Allow) -> Kind {
-    let class = node.client_class();
-    if class == COMPOSITE_CLIENT {
-        return Kind::Composite;
-    }
-    if let Err(note) = node.allowed_by(allow) {
-        return Kind::Denied(note);
-    }
-    match class {
-        POWER_CLIENT => Kind::Power {
-            virtual_power: false,
-        },
-        VIRTUAL_POWER_CLIENT => Kind::Power {
-            virtual_power: true,
-        },
-        NETWORK_CLIENT | "jumpstarter_driver_network.client.DbusNetworkClient" => Kind::Network,
-        STORAGE_MUX_CLIENT => Kind::Storage(Flavour::Mux),
-        STORAGE_MUX_FLASHER_CLIENT => Kind::Storage(Flavour::MuxFlasher),
-        FLASHER_CLIENT | CORE_FLASHER_CLIENT => Kind::Storage(Flavour::Flasher),
-        OPENDAL_CLIENT => Kind::Opendal,
-        SHELL_CLIENT => Kind::Shell,
-        PYSERIAL_CLIENT => Kind::Serial,
-        _ => Kind::Generic,
-    }
+/// What building and dispatching need besides the node.
+struct Ctx<'a> {
+    families: &'a Families,
+    allow: &'a Allow,
+    /// What each command set prepared, by node uuid.
+    prepared: HashMap<String, Prepared>,
+    /// The raw arguments (Shell method commands parse their own options, as click does).
+    argv: Vec<String>,
 }
 
-/// The help of a sub-command: the config's `methods_description` wins over the built-in text.
-pub fn help_for(node: &DriverClient, command: &str, builtin: &str) -> String {
-    node.methods_description()
-        .get(command)
-        .cloned()
-        .unwrap_or_else(|| builtin.to_owned())
-}
+impl Ctx<'_> {
+    fn kind(&self, node: &DriverClient) -> Kind {
+        let class = node.client_class();
+        if class == COMPOSITE_CLIENT {
+            return Kind::Composite;
+        }
+        if let Err(note) = node.allowed_by(self.allow) {
+            return Kind::Denied(note);
+        }
+        match self.families.commands_for(class) {
+            Some(c) => Kind::Family(c.clone()),
+            None => Kind::Generic,
+        }
+    }
 
-/// click's help layout: usage first, then the description, then options and commands.
-const HELP_TEMPLATE: &str =
-    "{usage-heading} {usage}\n\n{about-with-newline}\n{all-args}{after-help}";
-
-/// A driver group: named by the export key, help from the config's `description`.
-/// `path` is the full command path (`j power`), for the usage line.
-pub fn group(path: &str, node: &DriverClient, builtin_help: &str) -> Command {
-    let name = path.rsplit(' ').next().unwrap_or(path);
-    Command::new(name.to_owned())
-        .about(node.description().unwrap_or(builtin_help).to_owned())
-        .override_usage(format!("{path} [OPTIONS] COMMAND [ARGS]..."))
-        .help_template(HELP_TEMPLATE)
-        .disable_help_subcommand(true)
-        .subcommand_required(true)
-        .arg_required_else_help(true)
+    fn node<'a>(
+        &'a self,
+        client: &'a DriverClient,
+        path: &'a str,
+        names: &'a [String],
+    ) -> Node<'a> {
+        static NONE: Prepared = None;
+        Node {
+            client,
+            path,
+            names,
+            argv: &self.argv,
+            prepared: self.prepared.get(client.uuid()).unwrap_or(&NONE),
+        }
+    }
 }
 
 fn log_level_arg() -> Arg {
@@ -100,15 +86,19 @@ fn log_level_arg() -> Arg {
         .help("Set the log level")
 }
 
-fn command_for(path: &str, node: &DriverClient, allow: &Allow, shells: &ShellMethods) -> Command {
-    match kind(node, allow) {
-        Kind::Composite => composite(path, node, allow, shells),
-        Kind::Power { virtual_power } => power::command(path, node, virtual_power),
-        Kind::Network => network::command(path, node),
-        Kind::Storage(flavour) => storage::command(path, node, flavour),
-        Kind::Opendal => opendal::command(path, node),
-        Kind::Shell => shell::command(path, node, shells),
-        Kind::Serial => serial::command(path, node),
+fn command_for(path: &str, node: &DriverClient, names: &[String], cx: &Ctx<'_>) -> Command {
+    match cx.kind(node) {
+        Kind::Composite => composite(path, node, names, cx),
+        Kind::Family(commands) => {
+            let mut cmd = commands.command(&cx.node(node, path, names));
+            for child in node.children() {
+                if cmd.find_subcommand(child.name()).is_some() {
+                    continue;
+                }
+                cmd = cmd.subcommand(child_command(path, child, names, cx));
+            }
+            cmd
+        }
         Kind::Generic => generic::command(path, node),
         Kind::Denied(reason) => Command::new(node.name().to_owned())
             .about(reason)
@@ -116,28 +106,63 @@ fn command_for(path: &str, node: &DriverClient, allow: &Allow, shells: &ShellMet
     }
 }
 
-fn composite(path: &str, node: &DriverClient, allow: &Allow, shells: &ShellMethods) -> Command {
+fn child_command(path: &str, child: &DriverClient, names: &[String], cx: &Ctx<'_>) -> Command {
+    let mut names = names.to_vec();
+    names.push(child.name().to_owned());
+    command_for(&format!("{path} {}", child.name()), child, &names, cx)
+}
+
+fn composite(path: &str, node: &DriverClient, names: &[String], cx: &Ctx<'_>) -> Command {
     let mut cmd = group(path, node, "Generic composite device").arg(log_level_arg());
     for child in node.children() {
-        cmd = cmd.subcommand(command_for(
-            &format!("{path} {}", child.name()),
-            child,
-            allow,
-            shells,
-        ));
+        cmd = cmd.subcommand(child_command(path, child, names, cx));
     }
     cmd
 }
 
+/// Runs every command set's `prepare` for the nodes that have one (concurrently; once per
+/// instance).
+async fn prepare(root: &DriverClient, cx: &Ctx<'_>) -> HashMap<String, Prepared> {
+    fn collect<'a>(
+        node: &'a DriverClient,
+        cx: &Ctx<'_>,
+        out: &mut Vec<(&'a DriverClient, Arc<dyn Commands>)>,
+    ) {
+        if let Kind::Family(c) = cx.kind(node)
+            && !out.iter().any(|(n, _)| n.uuid() == node.uuid())
+        {
+            out.push((node, c));
+        }
+        for child in node.children() {
+            collect(child, cx, out);
+        }
+    }
+    let mut nodes = Vec::new();
+    collect(root, cx, &mut nodes);
+    let prepared = futures::future::join_all(
+        nodes
+            .iter()
+            .map(|(node, c)| async move { (node.uuid().to_owned(), c.prepare(node).await) }),
+    )
+    .await;
+    prepared.into_iter().filter(|(_, p)| p.is_some()).collect()
+}
+
 /// Parses `args` against the tree and runs the chosen command.
-pub async fn run(client: &Client, allow: &Allow, args: Vec<OsString>) -> i32 {
+pub async fn run(client: &Client, families: &Families, allow: &Allow, args: Vec<OsString>) -> i32 {
     let root = client.root();
-    let shells = shell::prefetch(root, allow).await;
-    let cmd = composite("j", root, allow, &shells);
     let raw: Vec<String> = args
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    let mut cx = Ctx {
+        families,
+        allow,
+        prepared: HashMap::new(),
+        argv: raw,
+    };
+    cx.prepared = prepare(root, &cx).await;
+    let cmd = composite("j", root, &[], &cx);
     let argv = std::iter::once(OsString::from("j")).chain(args);
     let matches = match cmd.try_get_matches_from(argv) {
         Ok(m) => m,
@@ -151,53 +176,51 @@ pub async fn run(client: &Client, allow: &Allow, args: Vec<OsString>) -> i32 {
             return r.code;
         }
     };
-    let ctx = Ctx {
-        allow: allow.clone(),
-        shells,
-        argv: raw,
-    };
-    match dispatch(root.clone(), matches, &ctx, Vec::new()).await {
+    match dispatch(root.clone(), matches, &cx, Vec::new(), "j".into()).await {
         Ok(code) => code,
-        Err(CmdError(msg)) => {
-            eprintln!("Error: {msg}");
-            1
-        }
+        Err(e) => e.report(),
     }
 }
 
-/// What dispatching needs besides the node: the allow-list, the Shell nodes' method lists,
-/// and the raw arguments (Shell method commands parse their own options, as click does).
-struct Ctx {
-    allow: Allow,
-    shells: ShellMethods,
-    argv: Vec<String>,
-}
+type BoxFut<'a> = Pin<Box<dyn Future<Output = CliResult> + 'a>>;
 
-type BoxFut<'a> = Pin<Box<dyn Future<Output = CmdResult> + 'a>>;
-
-/// `names` are the export keys from the root to `node` (`["group", "psu2"]`).
-fn dispatch(node: DriverClient, m: ArgMatches, ctx: &Ctx, mut names: Vec<String>) -> BoxFut<'_> {
+/// `names` are the export keys from the root to `node` (`["group", "psu2"]`), `path` the
+/// command path (`j group psu2`).
+fn dispatch<'a>(
+    node: DriverClient,
+    m: ArgMatches,
+    cx: &'a Ctx<'a>,
+    mut names: Vec<String>,
+    path: String,
+) -> BoxFut<'a> {
     Box::pin(async move {
-        match kind(&node, &ctx.allow) {
-            Kind::Composite => {
-                let Some((name, sub)) = m.subcommand() else {
-                    return Err(CmdError("missing command".into()));
-                };
-                let child = node
-                    .child(name)
-                    .cloned()
-                    .ok_or_else(|| CmdError(format!("No such command '{name}'.")))?;
+        let kind = cx.kind(&node);
+        // A child group chosen under a composite, or under a node with its own commands.
+        if let Some((name, sub)) = m.subcommand()
+            && let Some(child) = node.child(name).cloned()
+        {
+            let own = match &kind {
+                Kind::Composite => false,
+                Kind::Family(c) => c
+                    .command(&cx.node(&node, &path, &names))
+                    .find_subcommand(name)
+                    .is_some(),
+                _ => true,
+            };
+            if !own {
                 names.push(name.to_owned());
-                dispatch(child, sub.clone(), ctx, names).await
+                let path = format!("{path} {name}");
+                return dispatch(child, sub.clone(), cx, names, path).await;
             }
-            Kind::Power { virtual_power } => power::run(&node, &m, virtual_power).await,
-            Kind::Network => network::run(&node, &m).await,
-            Kind::Storage(flavour) => storage::run(&node, &m, flavour).await,
-            Kind::Opendal => opendal::run(&node, &m).await,
-            Kind::Shell => shell::run(&node, &m, &names, &ctx.shells, &ctx.argv).await,
-            Kind::Serial => serial::run(&node, &m).await,
+        }
+        match kind {
+            Kind::Composite => match m.subcommand() {
+                Some((name, _)) => Err(CliError::runtime(format!("No such command '{name}'."))),
+                None => Err(CliError::runtime("missing command")),
+            },
+            Kind::Family(c) => c.run(&cx.node(&node, &path, &names), &m).await,
             Kind::Generic => generic::run(&node, &m).await,
-            Kind::Denied(reason) => Err(CmdError(format!("{}: {reason}", node.name()))),
+            Kind::Denied(reason) => Err(CliError::runtime(format!("{}: {reason}", node.name()))),
         }
     })
 }

@@ -101,7 +101,7 @@ impl ExporterService for ExporterSvc {
         let req = request.into_inner();
         self.session.check_ready()?;
         let inst = self.session.instance(&req.uuid)?;
-        if let Some(host) = inst.driver.remote() {
+        if let Some(host) = inst.host.as_ref() {
             return host.driver_call(req).await.map(Response::new);
         }
         let method =
@@ -134,7 +134,7 @@ impl ExporterService for ExporterSvc {
         let req = request.into_inner();
         self.session.check_ready()?;
         let inst = self.session.instance(&req.uuid)?;
-        if let Some(host) = inst.driver.remote() {
+        if let Some(host) = inst.host.as_ref() {
             let cancel = self.session.inner.cancel.clone();
             return host
                 .streaming_driver_call(req, cancel)
@@ -273,7 +273,7 @@ impl RouterService for RouterSvc {
         self.session.check_ready()?;
         let (StreamTarget::Driver { uuid, .. } | StreamTarget::Resource { uuid, .. }) = &target;
         let inst = self.session.instance(uuid)?;
-        if let Some(host) = inst.driver.remote() {
+        if let Some(host) = inst.host.as_ref() {
             let (metadata, _, inbound) = request.into_parts();
             let cancel = self.session.inner.cancel.clone();
             return host.stream(&metadata, inbound, cancel).await;

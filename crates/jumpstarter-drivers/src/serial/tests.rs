@@ -427,7 +427,8 @@ fn build(yaml_config: &str) -> Result<DriverTree, String> {
         "apiVersion: jumpstarter.dev/v1alpha1\nkind: ExporterConfig\nmetadata: {{namespace: default, name: t}}\nexport:\n  serial:\n    type: {PYSERIAL}\n    config:\n{yaml_config}"
     );
     let cfg = ExporterConfig::parse(&text, Path::new("e.yaml")).map_err(|e| e.to_string())?;
-    DriverTree::from_config(&cfg, &crate::builtin(), &LogHub::new()).map_err(|e| e.to_string())
+    DriverTree::from_config(&cfg, crate::builtin().drivers(), &LogHub::new())
+        .map_err(|e| e.to_string())
 }
 
 #[test]

@@ -4,14 +4,30 @@ use std::time::Duration;
 
 use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 use futures::StreamExt;
-use jumpstarter_core::DriverClient;
-use jumpstarter_drivers::power::PowerClient;
+use jumpstarter_family::async_trait;
+use jumpstarter_family::output::py_float;
+use jumpstarter_family::{CliResult, Commands, Node, group, help_for};
 
-use super::CmdResult;
-use super::tree::{group, help_for};
-use crate::output::py_float;
+use super::{PowerClient, VirtualPowerClient};
 
-pub fn command(path: &str, node: &DriverClient, virtual_power: bool) -> Command {
+/// The commands of `PowerClient` (`virtual_power: false`) and `VirtualPowerClient` (`off`
+/// takes `--destroy`).
+pub struct PowerCommands {
+    pub virtual_power: bool,
+}
+
+#[async_trait(?Send)]
+impl Commands for PowerCommands {
+    fn command(&self, node: &Node<'_>) -> Command {
+        command(node.path, node.client, self.virtual_power)
+    }
+
+    async fn run(&self, node: &Node<'_>, m: &ArgMatches) -> CliResult {
+        run(node.client, m, self.virtual_power).await
+    }
+}
+
+fn command(path: &str, node: &jumpstarter_core::DriverClient, virtual_power: bool) -> Command {
     let mut off = Command::new("off").about(help_for(node, "off", "Power off"));
     if virtual_power {
         off = off.arg(
@@ -58,13 +74,19 @@ pub fn command(path: &str, node: &DriverClient, virtual_power: bool) -> Command 
         )
 }
 
-pub async fn run(node: &DriverClient, m: &ArgMatches, virtual_power: bool) -> CmdResult {
+async fn run(
+    node: &jumpstarter_core::DriverClient,
+    m: &ArgMatches,
+    virtual_power: bool,
+) -> CliResult {
     let power = PowerClient::new(node.clone());
     match m.subcommand() {
         Some(("on", _)) => power.on().await?,
         Some(("off", sub)) => {
             if virtual_power && sub.get_flag("destroy") {
-                power.off_destroy(true).await?
+                VirtualPowerClient::new(node.clone())
+                    .off(Some(true))
+                    .await?
             } else {
                 power.off().await?
             }

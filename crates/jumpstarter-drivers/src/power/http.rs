@@ -31,13 +31,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jumpstarter_config::ConfigError;
-use jumpstarter_core::driver::ValueStream;
-use jumpstarter_core::{
-    Args, BuildContext, CallContext, Driver, DriverError, Logger, Method, Registry, Value,
-};
+use jumpstarter_core::interface::Items;
+use jumpstarter_core::{BuildContext, DriverError, Logger, Value};
 use serde::Deserialize;
 
-use crate::power::{POWER_CLIENT, PowerReading};
+use super::{POWER_CLIENT, Power, PowerReading};
 use crate::shell::{py_str_repr, py_type_name};
 
 pub const HTTP_POWER: &str = "jumpstarter_driver_http_power.driver.HttpPower";
@@ -46,12 +44,6 @@ pub const HTTP_POWER: &str = "jumpstarter_driver_http_power.driver.HttpPower";
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest response body read.
 const MAX_BODY: usize = 4 * 1024 * 1024;
-
-const METHODS: &[Method] = &[
-    Method::unary("on").help("Power on via HTTP request"),
-    Method::unary("off").help("Power off via HTTP request"),
-    Method::streaming("read").help("Read a power measurement from the configured read endpoint"),
-];
 
 fn default_name() -> String {
     "device".into()
@@ -311,63 +303,42 @@ fn extract(data: &Value, path: Option<&str>, default_key: &str) -> Result<f64, D
 }
 
 #[async_trait]
-impl Driver for HttpPower {
-    fn client(&self) -> &str {
-        POWER_CLIENT
+impl Power for HttpPower {
+    async fn on(&self) -> Result<(), DriverError> {
+        self.logger
+            .info(format!("Powering on {} via HTTP", self.name));
+        self.request(&self.on).await?;
+        self.logger.debug("Powering on via HTTP DONE");
+        Ok(())
     }
 
-    fn methods(&self) -> &[Method] {
-        METHODS
+    async fn off(&self) -> Result<(), DriverError> {
+        self.logger
+            .info(format!("Powering off {} via HTTP", self.name));
+        self.request(&self.off).await?;
+        self.logger.debug("Powering off via HTTP DONE");
+        Ok(())
     }
 
-    async fn call(
-        &self,
-        method: &str,
-        _args: Args,
-        _ctx: &CallContext,
-    ) -> Result<Value, DriverError> {
-        match method {
-            "on" => {
-                self.logger
-                    .info(format!("Powering on {} via HTTP", self.name));
-                self.request(&self.on).await?;
-                self.logger.debug("Powering on via HTTP DONE");
-                Ok(Value::Null)
-            }
-            "off" => {
-                self.logger
-                    .info(format!("Powering off {} via HTTP", self.name));
-                self.request(&self.off).await?;
-                self.logger.debug("Powering off via HTTP DONE");
-                Ok(Value::Null)
-            }
-            other => Err(DriverError::method_not_found(other)),
-        }
-    }
-
-    fn streaming_call(
-        self: Arc<Self>,
-        method: &str,
-        _args: Args,
-        _ctx: CallContext,
-    ) -> Result<ValueStream, DriverError> {
-        if method != "read" {
-            return Err(DriverError::method_not_found(method));
-        }
+    fn read(self: Arc<Self>) -> Result<Items<PowerReading>, DriverError> {
         let Some(ep) = self.read.clone() else {
             return Err(DriverError::invalid(
                 "power_read endpoint is not configured",
             ));
         };
-        let once = async move {
-            let r = self.reading(&ep).await?;
-            serde_json::to_value(r).map_err(DriverError::other)
-        };
+        let once = async move { self.reading(&ep).await };
         Ok(Box::pin(futures::stream::once(once)))
     }
 }
 
-fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Driver>, ConfigError> {
+jumpstarter_core::export! {
+    impl HttpPower {
+        client = POWER_CLIENT;
+        interfaces = [Power];
+    }
+}
+
+pub(super) fn build(ctx: &BuildContext<'_>) -> Result<Arc<HttpPower>, ConfigError> {
     let config: HttpPowerConfig = ctx.config.parse()?;
     for (key, ep) in [
         ("power_on", Some(&config.power_on)),
@@ -395,10 +366,6 @@ fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Driver>, ConfigError> {
     Ok(Arc::new(driver))
 }
 
-pub fn register(r: &mut Registry) {
-    r.register(HTTP_POWER, build);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,7 +373,7 @@ mod tests {
     use futures::StreamExt;
     use jumpstarter_config::DriverConfig;
     use jumpstarter_core::testing::{Served, serve};
-    use jumpstarter_core::{ClientError, DriverTree, Instance};
+    use jumpstarter_core::{ClientError, Driver, DriverTree, Instance};
     use serde_json::json;
     use std::net::SocketAddr;
     use std::sync::Mutex;
@@ -526,8 +493,8 @@ mod tests {
 
     /// Through the registry, as an exporter builds it.
     fn build_registered(config: Value) -> Result<Arc<dyn Driver>, String> {
-        let registry = crate::builtin();
-        let factory = registry.get(HTTP_POWER).expect("registered");
+        let families = crate::builtin();
+        let factory = families.drivers().get(HTTP_POWER).expect("registered");
         let config = DriverConfig::from_json(config);
         let ctx = BuildContext {
             type_name: HTTP_POWER,
@@ -535,7 +502,7 @@ mod tests {
             children: &[],
             logger: Logger::detached("HttpPower"),
         };
-        factory(&ctx).map_err(|e| e.to_string())
+        factory(&ctx).map(|b| b.driver).map_err(|e| e.to_string())
     }
 
     async fn serve_power(driver: Arc<dyn Driver>) -> (Served, PowerClient) {

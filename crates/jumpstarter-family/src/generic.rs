@@ -12,10 +12,26 @@ use futures::StreamExt;
 use jumpstarter_core::DriverClient;
 use serde_json::Value;
 
-use super::tree::group;
-use super::{CmdResult, network};
 use crate::output::print_value;
+use crate::stdio::stdio;
+use crate::{CliResult, Commands, Node, async_trait, group};
 
+/// The generic command set (what `j` gives a client class no family registered).
+pub struct Generic;
+
+#[async_trait(?Send)]
+impl Commands for Generic {
+    fn command(&self, node: &Node<'_>) -> Command {
+        command(node.path, node.client)
+    }
+
+    async fn run(&self, node: &Node<'_>, m: &ArgMatches) -> CliResult {
+        run(node.client, m).await
+    }
+}
+
+/// The generic group of a node: `call`, `stream-call`, `connect` and `methods`. A family's
+/// own command set may start from it and add its commands.
 pub fn command(path: &str, node: &DriverClient) -> Command {
     let args = || {
         Arg::new("args")
@@ -62,7 +78,8 @@ fn call_args(m: &ArgMatches) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-pub async fn run(node: &DriverClient, m: &ArgMatches) -> CmdResult {
+/// Runs a generic sub-command (`Ok(None)`-free: every sub-command of [`command`] is handled).
+pub async fn run(node: &DriverClient, m: &ArgMatches) -> CliResult {
     match m.subcommand() {
         Some(("call", sub)) => {
             let method = sub.get_one::<String>("method").cloned().unwrap_or_default();
@@ -80,7 +97,7 @@ pub async fn run(node: &DriverClient, m: &ArgMatches) -> CmdResult {
         }
         Some(("connect", sub)) => {
             let method = sub.get_one::<String>("method").cloned().unwrap_or_default();
-            network::stdio(node.stream(&method).await?).await
+            stdio(node.stream(&method).await?).await
         }
         Some(("methods", _)) => {
             if node.methods_description().is_empty() {
