@@ -7,22 +7,26 @@
 //!
 //! # Writing a driver
 //!
-//! 1. Implement [`Driver`]: [`Driver::client`] names the client class (an upstream one such
-//!    as `jumpstarter_driver_power.client.PowerClient` when the driver speaks that interface,
-//!    so every client already knows it), [`Driver::methods`] lists the exported methods as
-//!    `const` [`Method`] values, and `call` / `streaming_call` / `open_stream` serve them. The
-//!    session has checked the method name, kind and argument count before calling; read
-//!    arguments with [`Args::get`] / [`Args::get_or`]; fail with a [`DriverError`] variant
-//!    (its gRPC code is what upstream uses for the matching Python exception).
-//! 2. Register a constructor under the `type:` string configs use
-//!    ([`crate::Registry::register`]); it gets the node's `config:` (parse it with serde via
-//!    `ctx.config.parse()`, which reports file and line), its children and a logger. Drivers
-//!    are built per session.
-//! 3. Test through a real session and client with [`crate::testing::serve`].
+//! 1. Declare the interface once with [`macro@crate::interface`] (or use a family's, such as
+//!    the power family's `Power`): a trait whose methods are the exported methods with typed
+//!    arguments and results. It yields the method table, the dispatch and a typed client.
+//! 2. Implement the trait for your driver and turn it into a [`Driver`] with
+//!    [`crate::export!`], naming the client class (an upstream one such as
+//!    `jumpstarter_driver_power.client.PowerClient` when the driver speaks that interface, so
+//!    every client already knows it). Fail with a [`DriverError`] variant (its gRPC code is
+//!    what upstream uses for the matching Python exception).
+//! 3. Register a constructor under the `type:` string configs use
+//!    ([`crate::Registry::register`], or `Families::driver` in a family); it gets the node's
+//!    `config:` (parse it with serde via `ctx.config.parse()`, which reports file and line),
+//!    its children and a logger, and may return children it creates itself
+//!    ([`crate::registry::Built`]). Drivers are built per session.
+//! 4. Test through a real session and client with [`crate::testing::serve`].
 //!
-//! `examples/custom-driver` is a complete out-of-tree example, including a custom exporter
-//! binary (`jumpstarter_cli::main_with_drivers`). Drivers in other languages run out of
-//! process: see `docs/driver-hosts.md`.
+//! Implementing [`Driver`] by hand remains possible (the session checks the method name, kind
+//! and argument count against [`Driver::methods`] before calling), for drivers whose method
+//! table is only known at run time. `examples/custom-driver` is a complete out-of-tree family,
+//! including a custom exporter binary (`jumpstarter_cli::main_with_drivers`) with its own `j`
+//! command. Drivers in other languages run out of process: see `docs/driver-hosts.md`.
 
 use std::collections::BTreeMap;
 use std::fmt;
