@@ -6,7 +6,6 @@
 //! reported as warnings.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use base64::Engine;
 use serde_json::{Value as Json, json};
@@ -15,10 +14,10 @@ use crate::common::{
     Env, GrpcOptionValue, GrpcOptions, Metadata, Origin, TlsConfig, grpc_options_json,
 };
 use crate::drivers::Drivers;
-use crate::error::{ConfigError, ConfigWarning, Source};
-use crate::exporter::Ctx;
+use crate::error::{ConfigError, ConfigWarning};
 use crate::grpc::ChannelOptions;
-use crate::yaml::{self, Node, Pos, Value};
+use crate::load::{self, Ctx};
+use crate::yaml::{Node, Value};
 
 /// `shell:` of a client config.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -106,10 +105,7 @@ impl ClientConfig {
 
     /// Reads and validates a client config file.
     pub fn load(path: &Path) -> Result<ClientConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = load::read(path)?;
         let mut cfg = Self::parse(&text, path)?;
         cfg.path = Some(path.to_owned());
         cfg.alias = client_alias(path);
@@ -118,68 +114,29 @@ impl ClientConfig {
 
     /// Parses config text; `file` names it in messages.
     pub fn parse(text: &str, file: &Path) -> Result<ClientConfig, ConfigError> {
-        let file: Arc<Path> = Arc::from(file);
-        let doc = yaml::parse(text).map_err(|e| ConfigError::invalid(&file, e.pos, e.message))?;
-        let mut warnings: Vec<ConfigWarning> = doc
-            .warnings
-            .into_iter()
-            .map(|w| ConfigWarning {
-                at: Source {
-                    file: file.clone(),
-                    pos: w.pos,
-                },
-                message: w.message,
-            })
-            .collect();
-        let Some(root) = doc.root else {
-            return Err(ConfigError::invalid(
-                &file,
-                Pos { line: 1, col: 1 },
-                "the file is empty; expected a ClientConfig (apiVersion: jumpstarter.dev/v1alpha1, \
-                 kind: ClientConfig, metadata, endpoint, token); create one with \
-                 `jmp config client create`",
-            ));
-        };
+        let load::Document {
+            file,
+            root,
+            mut warnings,
+        } = load::document(
+            text,
+            file,
+            "the file is empty; expected a ClientConfig (apiVersion: jumpstarter.dev/v1alpha1, \
+             kind: ClientConfig, metadata, endpoint, token); create one with \
+             `jmp config client create`",
+        )?;
         let ctx = Ctx { file: &file };
         let mut top = ctx.mapping(&root, "a ClientConfig")?;
-        if let Some(v) = top.take("apiVersion") {
-            let s = ctx.string(v, "apiVersion")?;
-            if s != crate::API_VERSION {
-                return Err(ctx.err(
-                    v,
-                    format!("apiVersion must be '{}', not '{s}'", crate::API_VERSION),
-                ));
+        ctx.header(&mut top, "ClientConfig", |found| match found {
+            "ExporterConfig" => {
+                " (this is an exporter config: it belongs in exporters/ and is used with \
+                 --exporter / --exporter-config)"
             }
-        }
-        if let Some(v) = top.take("kind") {
-            let s = ctx.string(v, "kind")?;
-            if s != "ClientConfig" {
-                let hint = match s.as_str() {
-                    "ExporterConfig" => {
-                        " (this is an exporter config: it belongs in exporters/ and is used with \
-                         --exporter / --exporter-config)"
-                    }
-                    "UserConfig" => " (this is the user config: it belongs in config.yaml)",
-                    _ => "",
-                };
-                return Err(ctx.err(v, format!("kind must be 'ClientConfig', not '{s}'{hint}")));
-            }
-        }
+            "UserConfig" => " (this is the user config: it belongs in config.yaml)",
+            _ => "",
+        })?;
         let metadata = match top.take("metadata") {
-            Some(m) if !m.is_null() => {
-                let mut mm = ctx.mapping(m, "metadata")?;
-                let namespace = mm
-                    .take("namespace")
-                    .map(|n| ctx.opt_string(n, "metadata.namespace"))
-                    .transpose()?
-                    .flatten();
-                let name = match mm.take("name") {
-                    Some(n) => ctx.string(n, "metadata.name")?,
-                    None => return Err(ctx.err(m, "metadata.name is required")),
-                };
-                mm.finish(&ctx, "metadata", &mut warnings);
-                Some(Metadata { namespace, name })
-            }
+            Some(m) if !m.is_null() => Some(ctx.metadata(m, &mut warnings)?),
             _ => None,
         };
         let mut cfg = ClientConfig::new(
@@ -604,22 +561,31 @@ fn seconds(ctx: &Ctx<'_>, node: &Node, what: &str, zero_ok: bool) -> Result<f64,
     Ok(v)
 }
 
+/// Why a token is not a JWT whose payload can be read.
+#[derive(Debug, thiserror::Error)]
+pub enum JwtError {
+    #[error("expected three dot-separated parts, found {0}")]
+    Parts(usize),
+    #[error("the payload is not base64url: {0}")]
+    Base64(#[source] base64::DecodeError),
+    #[error("the payload is not JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("the payload is not a JSON object")]
+    NotObject,
+}
+
 /// Decodes a JWT's payload without verifying it.
-pub fn decode_jwt(token: &str) -> Result<Json, String> {
+pub fn decode_jwt(token: &str) -> Result<Json, JwtError> {
     let parts: Vec<&str> = token.trim().split('.').collect();
     if parts.len() != 3 {
-        return Err(format!(
-            "expected three dot-separated parts, found {}",
-            parts.len()
-        ));
+        return Err(JwtError::Parts(parts.len()));
     }
     let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(parts[1].trim_end_matches('='))
-        .map_err(|e| format!("the payload is not base64url: {e}"))?;
-    let claims: Json =
-        serde_json::from_slice(&payload).map_err(|e| format!("the payload is not JSON: {e}"))?;
+        .map_err(JwtError::Base64)?;
+    let claims: Json = serde_json::from_slice(&payload).map_err(JwtError::Json)?;
     if !claims.is_object() {
-        return Err("the payload is not a JSON object".into());
+        return Err(JwtError::NotObject);
     }
     Ok(claims)
 }
@@ -772,8 +738,13 @@ drivers:
             enc(r#"{"exp":5,"iss":"x"}"#)
         );
         assert_eq!(decode_jwt(&jwt).unwrap()["exp"], 5);
-        assert!(decode_jwt("abc").unwrap_err().contains("three"));
-        assert!(decode_jwt("a.!!.c").unwrap_err().contains("base64url"));
+        assert!(decode_jwt("abc").unwrap_err().to_string().contains("three"));
+        assert!(
+            decode_jwt("a.!!.c")
+                .unwrap_err()
+                .to_string()
+                .contains("base64url")
+        );
         let c = parse("metadata: {name: a}\nendpoint: e:1\ntoken: nope\n").unwrap();
         let err = c.token_claims().unwrap_err().to_string();
         assert!(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use base64::Engine;
 
 use crate::error::{ConfigError, ConfigWarning, Source};
-use crate::exporter::Ctx;
+use crate::load::Ctx;
 use crate::yaml::Node;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -2,12 +2,15 @@
 //!
 //! * [`yaml`]: YAML parsing into nodes that remember their line and column, with YAML 1.1
 //!   scalar rules (what upstream's PyYAML uses) and warnings for surprising constructs.
-//! * [`exporter`]: the `ExporterConfig` model (`export` tree, hooks, TLS, gRPC options...).
+//! * [`exporter`]: the `ExporterConfig` model (`export` tree, hooks, TLS, gRPC options...), its
+//!   parsing, `ref:` resolution, env overrides and writing.
 //! * [`client`], [`user`]: `ClientConfig` (`clients/*.yaml`) and `UserConfig` (`config.yaml`).
 //! * [`resolve`]: the loading order (flags > environment > files) and env overrides.
 //! * [`grpc`]: `grpcOptions`/`grpcConfig` as channel settings; [`drivers`]: the allow-list.
 //! * [`emit`], [`write`]: YAML 1.1-safe writing, atomic 0600 files.
 //! * [`paths`]: where configuration files live and how aliases map to files.
+//! * `load` (private): what loading every kind of file shares (reading, YAML limits, the load
+//!   context, `apiVersion`/`kind`/`metadata`).
 //! * [`driver_config`]: a driver's `config:` mapping, deserialized with errors that point at
 //!   the offending line.
 
@@ -18,15 +21,15 @@ pub mod drivers;
 pub mod emit;
 pub mod error;
 pub mod exporter;
-mod exporter_io;
 pub mod grpc;
+mod load;
 pub mod paths;
 pub mod resolve;
 pub mod user;
 pub mod write;
 pub mod yaml;
 
-pub use client::{ClientConfig, LeaseSettings, ShellConfig};
+pub use client::{ClientConfig, JwtError, LeaseSettings, ShellConfig};
 pub use common::{Env, GrpcOptionValue, GrpcOptions, Metadata, Origin, TlsConfig};
 pub use driver_config::DriverConfig;
 pub use drivers::{DriverAllow, Drivers};

@@ -1,13 +1,11 @@
 //! `kind: UserConfig` (`<root>/config.yaml`): which client config is current.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::error::{ConfigError, ConfigWarning, Source};
-use crate::exporter::Ctx;
-use crate::yaml::{self, Pos};
+use crate::error::{ConfigError, ConfigWarning};
+use crate::load::{self, Ctx};
 
 /// The user config.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -20,55 +18,26 @@ pub struct UserConfig {
 impl UserConfig {
     /// Reads `config.yaml`; a missing file is an empty config.
     pub fn load(path: &Path) -> Result<UserConfig, ConfigError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse(&text, path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(UserConfig::default()),
-            Err(source) => Err(ConfigError::Io {
-                path: path.to_owned(),
-                source,
-            }),
+        match load::read_if_present(path)? {
+            Some(text) => Self::parse(&text, path),
+            None => Ok(UserConfig::default()),
         }
     }
 
     pub fn parse(text: &str, file: &Path) -> Result<UserConfig, ConfigError> {
-        let file: Arc<Path> = Arc::from(file);
-        let doc = yaml::parse(text).map_err(|e| ConfigError::invalid(&file, e.pos, e.message))?;
-        let mut warnings: Vec<ConfigWarning> = doc
-            .warnings
-            .into_iter()
-            .map(|w| ConfigWarning {
-                at: Source {
-                    file: file.clone(),
-                    pos: w.pos,
-                },
-                message: w.message,
-            })
-            .collect();
-        let Some(root) = doc.root else {
-            return Err(ConfigError::invalid(
-                &file,
-                Pos { line: 1, col: 1 },
-                "the file is empty; expected a UserConfig (kind: UserConfig, config: \
-                 {current-client: ...}); delete it and run `jmp config client use <alias>`",
-            ));
-        };
+        let load::Document {
+            file,
+            root,
+            mut warnings,
+        } = load::document(
+            text,
+            file,
+            "the file is empty; expected a UserConfig (kind: UserConfig, config: \
+             {current-client: ...}); delete it and run `jmp config client use <alias>`",
+        )?;
         let ctx = Ctx { file: &file };
         let mut top = ctx.mapping(&root, "a UserConfig")?;
-        if let Some(v) = top.take("apiVersion") {
-            let s = ctx.string(v, "apiVersion")?;
-            if s != crate::API_VERSION {
-                return Err(ctx.err(
-                    v,
-                    format!("apiVersion must be '{}', not '{s}'", crate::API_VERSION),
-                ));
-            }
-        }
-        if let Some(v) = top.take("kind") {
-            let s = ctx.string(v, "kind")?;
-            if s != "UserConfig" {
-                return Err(ctx.err(v, format!("kind must be 'UserConfig', not '{s}'")));
-            }
-        }
+        ctx.header(&mut top, "UserConfig", |_| "")?;
         let mut current_client = None;
         match top.take("config") {
             Some(c) if !c.is_null() => {

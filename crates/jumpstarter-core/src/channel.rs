@@ -22,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use jumpstarter_config::{
     ChannelOptions, ClientConfig, ConfigError, Env, ExporterConfig, TlsConfig,
 };
+use jumpstarter_protocol::wire::{CONNECTION_WINDOW, STREAM_WINDOW};
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -137,8 +138,8 @@ impl ChannelSettings {
             .http2_keep_alive_interval(self.options.keepalive_time)
             .keep_alive_timeout(self.options.keepalive_timeout)
             .keep_alive_while_idle(self.options.keepalive_permit_without_calls)
-            .initial_stream_window_size(crate::session::STREAM_WINDOW)
-            .initial_connection_window_size(crate::session::CONNECTION_WINDOW);
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW);
         if let Some(authority) = &self.options.authority {
             let origin = format!("https://{authority}")
                 .parse()

@@ -23,6 +23,7 @@ use jumpstarter_protocol::v1::{
     StreamingDriverCallRequest, StreamingDriverCallResponse,
     exporter_service_client::ExporterServiceClient,
 };
+use jumpstarter_protocol::wire::{CLIENT_LABEL, NAME_LABEL};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -33,13 +34,13 @@ use uuid::Uuid;
 use crate::driver::Driver;
 use crate::resource::Resources;
 use crate::transport::H2Channel;
-use crate::tree::{CLIENT_LABEL, Child, Instance, NAME_LABEL};
+use crate::tree::{Child, Instance};
 
 type BoxResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// Client label reported for a hosted subtree whose host is not available (upstream's generic
 /// client class: any Python client can load it; calls fail with the host's error).
-pub const UNAVAILABLE_CLIENT: &str = "jumpstarter.client.DriverClient";
+pub use jumpstarter_protocol::wire::UNAVAILABLE_CLIENT;
 
 /// How long a failed relay waits for the host's supervisor to say why the host went away.
 const FAILURE_GRACE: Duration = Duration::from_secs(2);

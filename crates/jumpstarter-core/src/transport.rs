@@ -25,8 +25,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use jumpstarter_config::ChannelOptions;
 
-use crate::session::{CONNECTION_WINDOW, MAX_FRAME_SIZE, STREAM_WINDOW};
 use crate::tls;
+use jumpstarter_protocol::wire::{CONNECTION_WINDOW, MAX_FRAME_SIZE, STREAM_WINDOW};
 
 /// How long connecting (TCP and TLS handshake) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);

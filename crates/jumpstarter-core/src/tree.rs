@@ -21,12 +21,8 @@ use crate::logs::{Level, LogHub};
 use crate::registry::{BuildContext, Registry, class_name};
 use crate::resource::Resources;
 
-/// Label carrying the client class path.
-pub const CLIENT_LABEL: &str = "jumpstarter.dev/client";
-/// Label carrying the node's name (absent on the root).
-pub const NAME_LABEL: &str = "jumpstarter.dev/name";
-/// Client class of composites.
-pub const COMPOSITE_CLIENT: &str = "jumpstarter_driver_composite.client.CompositeClient";
+/// The report labels and the composite's client class (defined with the other wire facts).
+pub use jumpstarter_protocol::wire::{CLIENT_LABEL, COMPOSITE_CLIENT, NAME_LABEL};
 
 /// A node grouping its children; no methods of its own.
 #[derive(Debug, Default)]

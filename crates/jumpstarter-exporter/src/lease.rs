@@ -16,12 +16,10 @@ use jumpstarter_config::{Hook, HookFailure};
 use jumpstarter_core::Session;
 use jumpstarter_core::logs::Level;
 use jumpstarter_protocol::v1::ExporterStatus;
+use jumpstarter_protocol::wire::HOOK_WARNING_PREFIX;
 use tokio_util::sync::CancellationToken;
 
 use crate::hooks::{self, HookEnv, HookError, HookKind};
-
-/// Prefix of a status message that carries a hook warning (the client shows it in yellow).
-pub const HOOK_WARNING_PREFIX: &str = "[HOOK_WARNING] ";
 
 /// How a hook phase ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,6 +6,8 @@
 //!   other crate in the workspace generates protocol code.
 //! * [`value`]: the `google.protobuf.Value` <-> JSON codec with upstream's semantics.
 //! * [`frames`]: small constructors for `RouterService.Stream` frames.
+//! * [`wire`]: wire facts outside the `.proto` files (report labels and class strings, HTTP/2
+//!   settings of session connections, the hook-warning status prefix).
 
 /// Generated code, nested the way prost expects the packages to be.
 #[allow(clippy::all, missing_docs)]
@@ -25,6 +27,7 @@ pub use jumpstarter::v1;
 
 pub mod frames;
 pub mod value;
+pub mod wire;
 
 /// The encoded `FileDescriptorSet` of every `.proto` file in this crate (well-known imports
 /// included). Used by the schema interop test to compare against upstream's descriptors.

@@ -26,13 +26,13 @@ use jumpstarter_core::tls::{self, ServerTrust};
 use jumpstarter_core::transport::{Dial, H2Channel, Target};
 use jumpstarter_core::{Client, ClientError};
 use jumpstarter_protocol::v1::{ExporterStatus, LogSource, LogStreamResponse};
+use jumpstarter_protocol::wire::HOOK_WARNING_PREFIX;
 
 use super::shell::run_child;
 
 /// How long to wait for the exporter to become ready (upstream: 300 s).
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 const POLL: Duration = Duration::from_millis(300);
-pub(super) const HOOK_WARNING_PREFIX: &str = "[HOOK_WARNING] ";
 
 pub struct DirectShell<'a> {
     pub address: &'a str,

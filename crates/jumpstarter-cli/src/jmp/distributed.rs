@@ -25,8 +25,9 @@ use jumpstarter_core::forward::{Connect, Forwarder};
 use jumpstarter_core::socket::SocketDir;
 use jumpstarter_core::transport::DialError;
 use jumpstarter_protocol::client_v1::Lease;
+use jumpstarter_protocol::wire::HOOK_WARNING_PREFIX;
 
-use super::direct::{HOOK_WARNING_PREFIX, stream_logs, wait_ready};
+use super::direct::{stream_logs, wait_ready};
 use super::lease::{self, Fail, describe};
 use super::shell::run_child_until;
 

@@ -18,6 +18,7 @@ use jumpstarter_protocol::v1::{
     exporter_service_client::ExporterServiceClient,
 };
 use jumpstarter_protocol::value::{from_proto_owned, into_proto};
+use jumpstarter_protocol::wire::{CLIENT_LABEL, COMPOSITE_CLIENT, NAME_LABEL};
 use serde_json::Value;
 
 pub use error::{CallError, CallKind, ClientError, code_name};
@@ -26,7 +27,6 @@ pub use stream::DriverStream;
 pub use tonic::Code;
 
 use crate::transport::{Dial, H2Channel, Target};
-use crate::tree::{CLIENT_LABEL, NAME_LABEL};
 
 /// gRPC stubs sharing one connection.
 #[derive(Clone, Debug)]
@@ -266,7 +266,7 @@ impl DriverClient {
     /// place of the node's commands: a disallowed node is shown, never dropped.
     pub fn allowed_by(&self, allow: &jumpstarter_config::DriverAllow) -> Result<(), String> {
         let class = self.client_class();
-        if class == crate::tree::COMPOSITE_CLIENT || allow.allows(class) {
+        if class == COMPOSITE_CLIENT || allow.allows(class) {
             Ok(())
         } else {
             Err(allow.denial(class))

@@ -34,6 +34,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use jumpstarter_protocol::wire::{CONNECTION_WINDOW, MAX_FRAME_SIZE, STREAM_WINDOW};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
@@ -259,9 +260,9 @@ impl Shared {
     fn new(listener: Listener) -> Shared {
         let mut http = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         http.timer(TokioTimer::new())
-            .initial_stream_window_size(super::STREAM_WINDOW)
-            .initial_connection_window_size(super::CONNECTION_WINDOW)
-            .max_frame_size(super::MAX_FRAME_SIZE)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_frame_size(MAX_FRAME_SIZE)
             .max_concurrent_streams(listener.limits.max_streams);
         if let Some((interval, timeout)) = listener.keepalive {
             http.keep_alive_interval(interval)

@@ -40,13 +40,6 @@ pub use status::StatusState;
 pub type EndSessionHandler =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = EndSessionResponse> + Send>> + Send + Sync>;
 
-/// HTTP/2 flow-control windows for session connections: large enough that a single stream
-/// can move bulk data at memory speed.
-pub const STREAM_WINDOW: u32 = 4 << 20;
-pub const CONNECTION_WINDOW: u32 = 8 << 20;
-/// HTTP/2 frame size for session connections.
-pub const MAX_FRAME_SIZE: u32 = 1 << 20;
-
 struct Inner {
     uuid: Uuid,
     labels: HashMap<String, String>,
