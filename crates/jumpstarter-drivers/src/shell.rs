@@ -66,15 +66,11 @@ use jumpstarter_core::{
     Args, CallContext, ClientError, Driver, DriverClient, DriverError, Logger, Method, Param,
     Registry, Value,
 };
-use nix::errno::Errno;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use jumpstarter_process::{Group, GroupChild, SpawnError};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Child;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 /// Client class of the Shell driver.
 pub const SHELL_CLIENT: &str = "jumpstarter_driver_shell.client.ShellClient";
@@ -623,19 +619,16 @@ impl Shell {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
             .kill_on_drop(true);
         if let Some(cwd) = self.config.cwd.as_deref().filter(|c| !c.is_empty()) {
             cmd.current_dir(cwd);
         }
-        let child = cmd
-            .spawn()
-            .map_err(|e| DriverError::io(format!("cannot run {program}"), e))?;
-        let pgid = child
-            .id()
-            .and_then(|id| i32::try_from(id).ok())
-            .map(Pid::from_raw)
-            .ok_or_else(|| DriverError::other(format!("{program} exited before it started")))?;
+        let child = GroupChild::spawn(&mut cmd, Group::Own, None).map_err(|e| match e {
+            SpawnError::Start(e) => DriverError::io(format!("cannot run {program}"), e),
+            SpawnError::Vanished => {
+                DriverError::other(format!("{program} exited before it started"))
+            }
+        })?;
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let run = Run {
             method,
@@ -643,7 +636,7 @@ impl Shell {
             timeout,
             logger: self.logger.clone(),
         };
-        tokio::spawn(pump(child, pgid, tx, run));
+        tokio::spawn(pump(child, tx, run));
         let items = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
@@ -780,21 +773,6 @@ enum Outcome {
     ClientGone,
 }
 
-/// Sends SIGKILL to the process group if the pump ends without finishing (its task aborted
-/// by a runtime shutdown, or a panic), so no script outlives its call.
-struct GroupGuard {
-    pgid: Pid,
-    armed: bool,
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = killpg(self.pgid, Signal::SIGKILL);
-        }
-    }
-}
-
 async fn read_some<R: AsyncRead + Unpin>(r: &mut Option<R>, buf: &mut [u8]) -> io::Result<usize> {
     match r {
         Some(r) => r.read(buf).await,
@@ -811,10 +789,12 @@ fn chunk(stdout: String, stderr: String) -> Value {
 }
 
 /// Streams one script's output to `tx` until it ends, times out, or the receiver goes away.
-async fn pump(mut child: Child, pgid: Pid, tx: mpsc::Sender<Result<Value, DriverError>>, run: Run) {
-    let mut guard = GroupGuard { pgid, armed: true };
-    let mut out = child.stdout.take();
-    let mut err = child.stderr.take();
+///
+/// `child` sends SIGKILL to its process group if the pump ends without finishing (its task
+/// aborted by a runtime shutdown, or a panic), so no script outlives its call.
+async fn pump(mut child: GroupChild, tx: mpsc::Sender<Result<Value, DriverError>>, run: Run) {
+    let mut out = child.child().stdout.take();
+    let mut err = child.child().stderr.take();
     let mut out_text = Utf8Text::default();
     let mut err_text = Utf8Text::default();
     let mut out_buf = vec![0u8; READ_CHUNK];
@@ -875,8 +855,8 @@ async fn pump(mut child: Child, pgid: Pid, tx: mpsc::Sender<Result<Value, Driver
 
     match outcome {
         Outcome::Exited(Ok(status)) => {
-            guard.armed = false;
-            let code = exit_code(status);
+            child.disarm();
+            let code = jumpstarter_process::exit::returncode(status);
             if code != 0 {
                 run.logger
                     .info(format!("{} return code: {code}", run.method));
@@ -889,8 +869,7 @@ async fn pump(mut child: Child, pgid: Pid, tx: mpsc::Sender<Result<Value, Driver
             let _ = tx.send(Ok(last)).await;
         }
         Outcome::Exited(Err(e)) => {
-            terminate(pgid, &mut child, &run).await;
-            guard.armed = false;
+            terminate(&mut child, &run).await;
             let _ = tx
                 .send(Err(DriverError::io(
                     format!("cannot wait for {}", run.method),
@@ -907,8 +886,7 @@ async fn pump(mut child: Child, pgid: Pid, tx: mpsc::Sender<Result<Value, Driver
                 "Timeout expired while running {}: {detail}",
                 run.method
             ));
-            terminate(pgid, &mut child, &run).await;
-            guard.armed = false;
+            terminate(&mut child, &run).await;
             let last = Value::Array(vec![
                 Value::String(String::new()),
                 Value::String(format!(
@@ -924,85 +902,24 @@ async fn pump(mut child: Child, pgid: Pid, tx: mpsc::Sender<Result<Value, Driver
                 "client went away while running {}, stopping it",
                 run.method
             ));
-            terminate(pgid, &mut child, &run).await;
-            guard.armed = false;
+            terminate(&mut child, &run).await;
         }
     }
 }
 
-/// The return code as Python's subprocess reports it: the exit status, or `-N` for death by
-/// signal N.
-fn exit_code(status: ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| -s))
-        .unwrap_or(-1)
-}
-
-/// SIGTERM to the group; SIGKILL if anything of it is still running after the kill grace (`JMP_KILL_GRACE`).
-/// Reaps the script itself.
-async fn terminate(pgid: Pid, child: &mut Child, run: &Run) {
-    let _ = killpg(pgid, Signal::SIGTERM);
-    let give_up = Instant::now() + kill_grace();
-    loop {
-        // Reap the script as soon as it exits, so it does not count as running.
-        let _ = child.try_wait();
-        if !group_running(pgid) {
-            return;
-        }
-        if Instant::now() >= give_up {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// SIGTERM to the group; SIGKILL if anything of it is still running after the kill grace
+/// (`JMP_KILL_GRACE`). Reaps the script itself.
+async fn terminate(child: &mut GroupChild, run: &Run) {
+    if !child.terminate(kill_grace()).await {
+        run.logger.warning(format!(
+            "SIGTERM failed to terminate {} (process group {}), sending SIGKILL",
+            run.method,
+            child.pid()
+        ));
+        // SIGKILL is delivered asynchronously: wait (boundedly) until the group is really gone.
+        child.kill(kill_grace()).await;
     }
-    run.logger.warning(format!(
-        "SIGTERM failed to terminate {} (process group {pgid}), sending SIGKILL",
-        run.method
-    ));
-    let _ = killpg(pgid, Signal::SIGKILL);
-    let _ = tokio::time::timeout(kill_grace(), child.wait()).await;
-    // SIGKILL is delivered asynchronously: wait (boundedly) until the group is really gone.
-    let give_up = Instant::now() + kill_grace();
-    while group_running(pgid) && Instant::now() < give_up {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Whether any process of the group is still running. Zombies do not count: an orphaned
-/// grandchild stays a zombie until init reaps it, and some inits never do.
-fn group_running(pgid: Pid) -> bool {
-    if killpg(pgid, None) == Err(Errno::ESRCH) {
-        return false;
-    }
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        // Without /proc, "signallable" has to do.
-        return true;
-    };
-    dir.flatten().any(|entry| {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            return false;
-        };
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| proc_state_and_group(&stat))
-            .is_some_and(|(state, pgrp)| pgrp == pgid.as_raw() && state != 'Z' && state != 'X')
-    })
-}
-
-/// `(state, pgrp)` from a `/proc/<pid>/stat` line: `pid (comm) state ppid pgrp ...`; the
-/// command name may hold spaces and parentheses, so fields are read after the last `)`.
-fn proc_state_and_group(stat: &str) -> Option<(char, i32)> {
-    let after = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let _ppid = fields.next()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    Some((state, pgrp))
+    child.disarm();
 }
 
 /// Incremental UTF-8 decoding: complete characters out, an incomplete tail kept for the next
@@ -1407,16 +1324,6 @@ mod tests {
     }
 
     #[test]
-    fn proc_stat_fields() {
-        assert_eq!(
-            proc_state_and_group("123 (a (b) c) S 1 456 456 0"),
-            Some(('S', 456))
-        );
-        assert_eq!(proc_state_and_group("garbage"), None);
-        assert_eq!(proc_state_and_group("1 (x) Z"), None);
-    }
-
-    #[test]
     fn items_parse_strictly() {
         assert_eq!(parse_item(&json!(["a", "", null])), Some(("a", "", None)));
         assert_eq!(parse_item(&json!(["", "", 3.0])), Some(("", "", Some(3))));
@@ -1432,6 +1339,7 @@ mod tests {
     use jumpstarter_core::testing::{Served, serve};
     use jumpstarter_core::{BuildContext, DriverTree, Instance};
     use std::path::Path;
+    use tokio::time::Instant;
 
     /// Long enough to never fire on a loaded machine; only guards against hangs.
     const GUARD: Duration = Duration::from_secs(60);
@@ -1481,10 +1389,7 @@ mod tests {
 
     /// Whether a process exists and is not a zombie.
     fn running(pid: i32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| proc_state_and_group(&s))
-            .is_some_and(|(state, _)| state != 'Z' && state != 'X')
+        jumpstarter_process::is_live(jumpstarter_process::Pid::from_raw(pid))
     }
 
     async fn wait_for_file(path: &Path) {

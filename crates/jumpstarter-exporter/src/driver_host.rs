@@ -27,14 +27,12 @@ use jumpstarter_core::remote::{self, HostControl, HostLink};
 use jumpstarter_core::socket::SocketDir;
 use jumpstarter_core::transport::H2Channel;
 use jumpstarter_core::{Instance, Registry};
+use jumpstarter_process::{Group, GroupChild, SpawnError};
 use jumpstarter_protocol::v1::{
     GetStatusRequest, LogSource, exporter_service_client::ExporterServiceClient,
 };
-use nix::unistd::Pid;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-
-use crate::group::{GroupGuard, stop_group};
 
 /// The Python host program, written next to the host's socket when it starts.
 pub const PYTHON_HOST: &str = include_str!("driver_host.py");
@@ -396,10 +394,19 @@ async fn launch(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
         .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| {
+    // Dropped (a failed start), it kills the host's whole group.
+    let mut host = GroupChild::spawn(&mut cmd, Group::Own, None).map_err(|e| {
         let python = options.python.display();
+        let e = match e {
+            SpawnError::Start(e) => e,
+            SpawnError::Vanished => {
+                return format!(
+                    "the Python driver host (`{python}`, from {}) exited before it started",
+                    options.python_from
+                );
+            }
+        };
         if e.kind() == std::io::ErrorKind::NotFound {
             format!(
                 "Python `{python}` (from {}) was not found; drivers whose type is not built in \
@@ -415,11 +422,7 @@ async fn launch(
             )
         }
     })?;
-    let pid = child.id().map(|p| p as i32).unwrap_or_default();
-    let mut guard = GroupGuard {
-        pgid: Pid::from_raw(pid),
-        armed: pid > 0,
-    };
+    let child = host.child();
     let output: Lines = Arc::new(Mutex::new(VecDeque::new()));
     let mut readers = Vec::new();
     if let Some(err) = child.stderr.take() {
@@ -441,7 +444,7 @@ async fn launch(
     // Ready when the socket answers GetReport.
     let deadline = Instant::now() + options.start_timeout;
     let (channel, reports) = loop {
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(Some(status)) = host.child().try_wait() {
             for r in readers {
                 let _ = tokio::time::timeout(Duration::from_secs(2), r).await;
             }
@@ -457,10 +460,7 @@ async fn launch(
             break ready;
         }
         if Instant::now() >= deadline {
-            stop_group(guard.pgid, Duration::from_secs(1), || {
-                let _ = child.try_wait();
-            })
-            .await;
+            host.stop(Duration::from_secs(1)).await;
             return Err(format!(
                 "the Python driver host did not start serving within {:?} ({}); raise {START_TIMEOUT_ENV} if it is just slow",
                 options.start_timeout,
@@ -473,10 +473,7 @@ async fn launch(
     let inst = match remote::graft(link, &reports, &h.name, &h.type_name) {
         Ok(inst) => inst,
         Err(e) => {
-            stop_group(guard.pgid, Duration::from_secs(1), || {
-                let _ = child.try_wait();
-            })
-            .await;
+            host.stop(Duration::from_secs(1)).await;
             return Err(e.to_string());
         }
     };
@@ -485,11 +482,9 @@ async fn launch(
         logs.clone(),
         control.stop.clone(),
     ));
-    guard.armed = false;
     tokio::spawn(supervise(
-        child,
+        host,
         stdin,
-        guard.pgid,
         dir,
         channel,
         control,
@@ -515,9 +510,9 @@ async fn probe(
 
 #[allow(clippy::too_many_arguments)]
 async fn supervise(
-    mut child: tokio::process::Child,
+    // Kills whatever is left of the group however this task ends (it is never disarmed).
+    mut host: GroupChild,
     stdin: Option<tokio::process::ChildStdin>,
-    pgid: Pid,
     dir: SocketDir,
     channel: H2Channel,
     control: HostControl,
@@ -525,14 +520,12 @@ async fn supervise(
     hang_timeout: Duration,
     path: String,
 ) {
-    // Kills whatever is left of the group however this task ends.
-    let _guard = GroupGuard { pgid, armed: true };
     let mut stdin = stdin;
     let interval = (hang_timeout / 4).clamp(Duration::from_millis(200), Duration::from_secs(5));
     let mut health = ExporterServiceClient::with_origin(channel.clone(), channel.origin());
     loop {
         tokio::select! {
-            status = child.wait() => {
+            status = host.wait() => {
                 // Give the output readers a moment to collect the last words.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 let why = match status {
@@ -547,11 +540,8 @@ async fn supervise(
                 control.fail("the session ended");
                 // End of stdin asks the host to close its drivers and exit.
                 drop(stdin.take());
-                if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
-                    stop_group(pgid, Duration::from_secs(2), || {
-                        let _ = child.try_wait();
-                    })
-                    .await;
+                if tokio::time::timeout(Duration::from_secs(5), host.wait()).await.is_err() {
+                    host.stop(Duration::from_secs(2)).await;
                 }
                 break;
             }
@@ -563,8 +553,8 @@ async fn supervise(
                     );
                     tracing::error!("driver host for `{path}`: {why}");
                     control.fail(why);
-                    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-                    let _ = child.wait().await;
+                    host.kill_now();
+                    let _ = host.wait().await;
                     break;
                 }
             }

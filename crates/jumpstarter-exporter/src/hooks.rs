@@ -35,13 +35,11 @@ use std::time::{Duration, Instant};
 
 use jumpstarter_config::Hook;
 use jumpstarter_core::logs::{Level, LogHub, Logger};
+use jumpstarter_process::{Group, GroupChild, SpawnError, Tag};
 use jumpstarter_protocol::v1::LogSource;
-use nix::unistd::Pid;
 use tokio_util::sync::CancellationToken;
 
-use crate::group::{Family, FamilyGuard, Tag, kill_grace};
-
-/// The variable that tags a hook's processes (see [`crate::group::Tag`]).
+/// The variable that tags a hook's processes (see [`jumpstarter_process::Tag`]).
 pub const HOOK_TAG_VAR: &str = "JMP_HOOK_TAG";
 /// Interpreter for inline scripts and files without a known extension.
 pub const DEFAULT_INTERPRETER: &str = "/bin/sh";
@@ -262,7 +260,6 @@ async fn execute(
         .stdin(stdio()?)
         .stdout(stdio()?)
         .stderr(stdio()?)
-        .process_group(0)
         .env("JUMPSTARTER_HOST", &env.socket)
         .env("JMP_DRIVERS_ALLOW", "UNSAFE")
         .env("LEASE_NAME", &env.lease_name)
@@ -272,27 +269,22 @@ async fn execute(
         .env("GIT_TERMINAL_PROMPT", "0")
         .env_remove("PS1")
         .env_remove("JMP_MOTD_FILE");
-    let tag = Tag::new(HOOK_TAG_VAR);
-    cmd.env(tag.var(), tag.value());
     if let Some(path) = motd_file {
         cmd.env("JMP_MOTD_FILE", path);
     }
-    let mut child = cmd.spawn().map_err(|e| {
-        HookError::Start(format!("cannot run '{}': {e}", program.to_string_lossy()))
-    })?;
+    // Dropped before `disarm` (an early return, a panic, the runtime stopping), it kills
+    // the hook's whole family.
+    let mut child = GroupChild::spawn(&mut cmd, Group::Own, Some(Tag::new(HOOK_TAG_VAR))).map_err(
+        |e| match e {
+            SpawnError::Start(e) => {
+                HookError::Start(format!("cannot run '{}': {e}", program.to_string_lossy()))
+            }
+            SpawnError::Vanished => HookError::Start("the hook exited before it started".into()),
+        },
+    )?;
     // Only the child keeps the terminal's slave side open: its end is our EOF.
     drop(slave);
-    let pgid = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .map(Pid::from_raw)
-        .ok_or_else(|| HookError::Start("the hook exited before it started".into()))?;
-    let family = Family::new(Some(pgid), Some(tag));
-    let mut guard = FamilyGuard {
-        family: family.clone(),
-        armed: true,
-    };
-    tracing::debug!(pid = pgid.as_raw(), "hook started: {argv:?}");
+    tracing::debug!(pid = child.pid().as_raw(), "hook started: {argv:?}");
 
     let mut reader =
         PtyReader::new(master).map_err(|e| start("cannot read the hook output", &e))?;
@@ -326,7 +318,7 @@ async fn execute(
     // Whatever the hook's process left behind (or all of it, on a timeout or a stop) is
     // stopped now, while what it prints meanwhile is still collected.
     if matches!(stop, Stop::Done)
-        && let Some(left) = family.members().filter(|m| !m.is_empty())
+        && let Some(left) = child.family().members().await.filter(|m| !m.is_empty())
     {
         output.warning(format!(
             "the hook left {} process(es) running; stopping them",
@@ -334,9 +326,7 @@ async fn execute(
         ));
     }
     {
-        let stopping = family.stop(kill_grace(), || {
-            let _ = child.try_wait();
-        });
+        let stopping = child.stop(jumpstarter_core::limits::global().kill_grace);
         tokio::pin!(stopping);
         loop {
             tokio::select! {
@@ -366,7 +356,7 @@ async fn execute(
 
     let result = match stop {
         Stop::Done => match status {
-            Some(Ok(s)) => match exit_code(s) {
+            Some(Ok(s)) => match jumpstarter_process::exit::returncode(s) {
                 0 => Ok(()),
                 code => Err(HookError::Exit(code)),
             },
@@ -376,18 +366,9 @@ async fn execute(
         Stop::Timeout => Err(HookError::Timeout(hook.timeout)),
         Stop::Cancelled => Err(HookError::Interrupted),
     };
-    guard.armed = false;
+    child.disarm();
     lines.finish();
     result
-}
-
-/// The exit code as Python's subprocess reports it (`-N` for death by signal N).
-fn exit_code(status: ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| -s))
-        .unwrap_or(-1)
 }
 
 /// Reads what the hook wrote to its motd file: a regular file (no symlink, FIFO or device),

@@ -17,7 +17,6 @@
 pub mod controller;
 pub mod direct;
 pub mod driver_host;
-pub mod group;
 pub mod hooks;
 pub mod lease;
 

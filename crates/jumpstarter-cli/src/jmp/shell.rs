@@ -11,7 +11,6 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
 
 use clap::Args;
 use jumpstarter_config::ExporterConfig;
@@ -212,7 +211,7 @@ async fn local(path: &Path, command: &[OsString]) -> i32 {
 }
 
 /// The variable that tags the processes of `jmp shell`'s command (see
-/// [`jumpstarter_exporter::group::Tag`]).
+/// [`jumpstarter_process::Tag`]).
 pub const SHELL_TAG_VAR: &str = "JMP_SHELL_TAG";
 
 /// Runs the shell or command with extra environment, forwarding SIGTERM/SIGHUP and riding
@@ -243,44 +242,39 @@ pub async fn run_child_until(
     env: &[(&str, OsString)],
     hang_up: impl std::future::Future<Output = ()>,
 ) -> i32 {
-    use jumpstarter_exporter::group::{Family, FamilyGuard, Tag, kill_grace};
-    use nix::sys::signal::{Signal, kill, killpg};
-    use nix::unistd::Pid;
+    use jumpstarter_process::exit::{shell_code, spawn_failure_code};
+    use jumpstarter_process::{Group, GroupChild, Signal, SpawnError, Tag};
     use tokio::signal::unix::{SignalKind, signal};
 
+    let kill_grace = || jumpstarter_core::limits::global().kill_grace;
     let mut cmd = child_command(command, context);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let tag = Tag::new(SHELL_TAG_VAR);
-    cmd.env(tag.var(), tag.value());
-    let own_group = !foreground_terminal();
-    if own_group {
-        cmd.process_group(0);
-    }
-    let mut child = match cmd.spawn() {
+    let group = if foreground_terminal() {
+        Group::Inherit
+    } else {
+        Group::Own
+    };
+    // Dropped before `disarm` (a panic, the runtime stopping), it kills the whole family.
+    let mut child = match GroupChild::spawn(&mut cmd, group, Some(Tag::new(SHELL_TAG_VAR))) {
         Ok(c) => c,
         Err(e) => {
             let program = command
                 .first()
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_else(default_shell);
-            eprintln!("Error: cannot run '{program}': {e}");
-            return if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
+            return match e {
+                SpawnError::Start(e) => {
+                    eprintln!("Error: cannot run '{program}': {e}");
+                    spawn_failure_code(&e)
+                }
+                SpawnError::Vanished => {
+                    eprintln!("Error: cannot run '{program}': {e}");
+                    1
+                }
             };
         }
-    };
-    let pid = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .map(Pid::from_raw);
-    let family = Family::new(pid.filter(|_| own_group), Some(tag));
-    let mut guard = FamilyGuard {
-        family: family.clone(),
-        armed: true,
     };
     let (Ok(mut int), Ok(mut term), Ok(mut hup), Ok(mut quit)) = (
         signal(SignalKind::interrupt()),
@@ -288,19 +282,10 @@ pub async fn run_child_until(
         signal(SignalKind::hangup()),
         signal(SignalKind::quit()),
     ) else {
-        let code = exit_code(child.wait().await.ok());
-        family.stop(kill_grace(), || {}).await;
-        guard.armed = false;
+        let code = shell_code(child.wait().await.ok());
+        child.stop(kill_grace()).await;
+        child.disarm();
         return code;
-    };
-    let forward = |sig: Signal| match (family.pgid, pid) {
-        (Some(group), _) => {
-            let _ = killpg(group, sig);
-        }
-        (None, Some(pid)) => {
-            let _ = kill(pid, sig);
-        }
-        (None, None) => {}
     };
     let hang_up = futures::FutureExt::fuse(hang_up);
     tokio::pin!(hang_up);
@@ -308,47 +293,35 @@ pub async fn run_child_until(
     let escalate = tokio::time::sleep(std::time::Duration::from_secs(86400));
     tokio::pin!(escalate);
     let mut escalating = false;
-    let stop_with =
-        |sig: Signal, escalating: &mut bool, at: std::pin::Pin<&mut tokio::time::Sleep>| {
-            forward(sig);
-            if !*escalating {
-                *escalating = true;
-                at.reset(tokio::time::Instant::now() + kill_grace());
-            }
-        };
+    let stop_with = |child: &GroupChild,
+                     sig: Signal,
+                     escalating: &mut bool,
+                     at: std::pin::Pin<&mut tokio::time::Sleep>| {
+        child.signal(sig);
+        if !*escalating {
+            *escalating = true;
+            at.reset(tokio::time::Instant::now() + kill_grace());
+        }
+    };
     let status = loop {
         tokio::select! {
             status = child.wait() => break status.ok(),
-            _ = &mut hang_up => stop_with(Signal::SIGHUP, &mut escalating, escalate.as_mut()),
+            _ = &mut hang_up => stop_with(&child, Signal::SIGHUP, &mut escalating, escalate.as_mut()),
             _ = int.recv() => {}
             _ = quit.recv() => {}
-            _ = term.recv() => stop_with(Signal::SIGTERM, &mut escalating, escalate.as_mut()),
-            _ = hup.recv() => stop_with(Signal::SIGHUP, &mut escalating, escalate.as_mut()),
+            _ = term.recv() => stop_with(&child, Signal::SIGTERM, &mut escalating, escalate.as_mut()),
+            _ = hup.recv() => stop_with(&child, Signal::SIGHUP, &mut escalating, escalate.as_mut()),
             _ = &mut escalate, if escalating => {
                 tracing::warn!("the command did not stop within {:?}, sending SIGKILL", kill_grace());
-                family.kill_now();
-                if let Some(pid) = pid {
-                    let _ = kill(pid, Signal::SIGKILL);
-                }
+                child.kill_now();
                 escalating = false;
             }
         }
     };
     // Whatever the command left behind.
-    family.stop(kill_grace(), || {}).await;
-    guard.armed = false;
-    exit_code(status)
-}
-
-fn exit_code(status: Option<ExitStatus>) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    match status {
-        Some(s) => s
-            .code()
-            .or_else(|| s.signal().map(|sig| 128 + sig))
-            .unwrap_or(1),
-        None => 1,
-    }
+    child.stop(kill_grace()).await;
+    child.disarm();
+    shell_code(status)
 }
 
 fn default_shell() -> String {
