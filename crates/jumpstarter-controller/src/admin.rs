@@ -24,7 +24,9 @@ pub enum AdminError {
     )]
     Name(String),
     #[error("invalid label {0:?}: {1}")]
-    Label(String, String),
+    Label(String, #[source] crate::selector::LabelError),
+    #[error("invalid label {0:?}: expected key=value")]
+    LabelFormat(String),
     #[error(
         "the controller's endpoint is not known yet: start the controller once on this data \
          directory, or pass --endpoint"
@@ -37,7 +39,7 @@ pub fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>, AdminE
     let mut out = BTreeMap::new();
     for item in items {
         let Some((k, v)) = item.split_once('=') else {
-            return Err(AdminError::Label(item.clone(), "expected key=value".into()));
+            return Err(AdminError::LabelFormat(item.clone()));
         };
         crate::selector::validate_key(k).map_err(|e| AdminError::Label(item.clone(), e))?;
         crate::selector::validate_value(v).map_err(|e| AdminError::Label(item.clone(), e))?;

@@ -12,7 +12,7 @@ use crate::controller_service::{client, raw};
 use crate::convert::{self, parse_name, parse_parent};
 use crate::model::{ClientRecord, LeaseRecord, TAG_PREFIX, now_secs, reconcile_times};
 use crate::scheduler::Shared;
-use crate::selector::{Selector, to_label_selector, validate_key, validate_value};
+use crate::selector::{LabelError, Selector, to_label_selector, validate_key, validate_value};
 use crate::store::StoreError;
 use crate::text::clip;
 
@@ -66,19 +66,31 @@ fn paginate<T>(
     Ok((items, next))
 }
 
-fn validate_tags(tags: &std::collections::HashMap<String, String>) -> Result<(), String> {
+/// Why the tags of a lease are refused.
+#[derive(Debug, thiserror::Error)]
+enum TagError {
+    #[error("too many tags: {0} (maximum {MAX_TAGS})")]
+    TooMany(usize),
+    /// The key, quoted and clipped.
+    #[error("tag key {0} uses a reserved prefix")]
+    Reserved(String),
+    /// The key, quoted and clipped.
+    #[error("tag key {0} must not contain '/'")]
+    Slash(String),
+    #[error(transparent)]
+    Label(#[from] LabelError),
+}
+
+fn validate_tags(tags: &std::collections::HashMap<String, String>) -> Result<(), TagError> {
     if tags.len() > MAX_TAGS {
-        return Err(format!(
-            "too many tags: {} (maximum {MAX_TAGS})",
-            tags.len()
-        ));
+        return Err(TagError::TooMany(tags.len()));
     }
     for (k, v) in tags {
         if k.starts_with(TAG_PREFIX) || k.starts_with("jumpstarter.dev/") {
-            return Err(format!("tag key {k:?} uses a reserved prefix", k = clip(k)));
+            return Err(TagError::Reserved(format!("{:?}", clip(k))));
         }
         if k.contains('/') {
-            return Err(format!("tag key {k:?} must not contain '/'", k = clip(k)));
+            return Err(TagError::Slash(format!("{:?}", clip(k))));
         }
         validate_key(&format!("{TAG_PREFIX}{k}"))?;
         validate_value(v)?;
@@ -234,7 +246,7 @@ impl ClientService for ClientSvc {
             secs(&lease.end_time),
             lease.duration.as_ref().map(convert::dur_ns),
         )
-        .map_err(Status::unknown)?;
+        .map_err(|e| Status::unknown(e.to_string()))?;
         let l = LeaseRecord {
             namespace: ns.clone(),
             name: name.clone(),
@@ -275,7 +287,7 @@ impl ClientService for ClientSvc {
         let duration = lease.duration.as_ref().map(convert::dur_ns);
         let times_given = begin.is_some() || end.is_some() || duration.is_some();
         if times_given {
-            reconcile_times(begin, end, duration).map_err(Status::unknown)?;
+            reconcile_times(begin, end, duration).map_err(|e| Status::unknown(e.to_string()))?;
         }
         // Transfer target, checked before the transaction.
         let target = match lease.client.as_deref().filter(|s| !s.is_empty()) {
@@ -341,7 +353,7 @@ impl ClientService for ClientSvc {
                 }
                 if times_given {
                     let (b, e, d) = reconcile_times(l.begin_time, l.end_time, l.duration_ns)
-                        .map_err(Status::unknown)?;
+                        .map_err(|e| Status::unknown(e.to_string()))?;
                     l.begin_time = b;
                     l.end_time = e;
                     l.duration_ns = Some(d);

@@ -227,13 +227,25 @@ impl LeaseRecord {
     }
 }
 
+/// Why requested lease times do not fit together (the Go controller's texts).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimesError {
+    #[error("duration conflicts with begin_time and end_time")]
+    Conflict,
+    #[error("duration is required (must specify Duration, or both BeginTime and EndTime)")]
+    Required,
+    /// The duration in Go's `time.Duration` form.
+    #[error("duration must be positive, got {0}")]
+    NotPositive(String),
+}
+
 /// Resolves requested begin/end/duration the way CreateLease and UpdateLease do (4.6).
 /// Times in whole seconds, duration in nanoseconds.
 pub fn reconcile_times(
     begin: Option<i64>,
     end: Option<i64>,
     duration: Option<i64>,
-) -> Result<(Option<i64>, Option<i64>, i64), String> {
+) -> Result<(Option<i64>, Option<i64>, i64), TimesError> {
     const S: i64 = 1_000_000_000;
     let duration = duration.filter(|d| *d != 0);
     let (begin, d) = match (begin, end, duration) {
@@ -242,19 +254,16 @@ pub fn reconcile_times(
         (None, Some(e), Some(d)) => (Some(e - d.div_euclid(S)), d),
         (Some(b), Some(e), Some(d)) => {
             if (e - b).saturating_mul(S) != d {
-                return Err("duration conflicts with begin_time and end_time".into());
+                return Err(TimesError::Conflict);
             }
             (Some(b), d)
         }
         (_, _, None) => {
-            return Err(
-                "duration is required (must specify Duration, or both BeginTime and EndTime)"
-                    .into(),
-            );
+            return Err(TimesError::Required);
         }
     };
     if d <= 0 {
-        return Err(format!("duration must be positive, got {}", go_duration(d)));
+        return Err(TimesError::NotPositive(go_duration(d)));
     }
     Ok((begin, end, d))
 }
@@ -322,16 +331,21 @@ mod tests {
             Ok((Some(100), Some(160), 60 * S))
         );
         assert_eq!(
-            reconcile_times(Some(100), Some(170), Some(60 * S)).unwrap_err(),
+            reconcile_times(Some(100), Some(170), Some(60 * S))
+                .unwrap_err()
+                .to_string(),
             "duration conflicts with begin_time and end_time"
         );
         assert!(
             reconcile_times(None, Some(1), None)
                 .unwrap_err()
+                .to_string()
                 .starts_with("duration is required")
         );
         assert_eq!(
-            reconcile_times(Some(100), Some(90), None).unwrap_err(),
+            reconcile_times(Some(100), Some(90), None)
+                .unwrap_err()
+                .to_string(),
             "duration must be positive, got -10s"
         );
     }

@@ -45,34 +45,57 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'
 }
 
+/// Why a label key or value is invalid (the Go controller's texts). Each holds the text,
+/// quoted and clipped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelError {
+    #[error("invalid label value: {0}: must be no more than 63 characters")]
+    ValueTooLong(String),
+    #[error(
+        "invalid label value: {0}: a valid label must be an empty string or consist of \
+         alphanumeric characters, '-', '_' or '.', and must start and end with an \
+         alphanumeric character"
+    )]
+    Value(String),
+    #[error("invalid label key {0}: prefix part must be a lowercase RFC 1123 subdomain")]
+    KeyPrefix(String),
+    #[error(
+        "invalid label key {0}: name part must consist of alphanumeric characters, '-', \
+         '_' or '.', and must start and end with an alphanumeric character"
+    )]
+    KeyName(String),
+}
+
+impl From<LabelError> for SelectorError {
+    fn from(e: LabelError) -> Self {
+        SelectorError(e.to_string())
+    }
+}
+
+fn quoted(s: &str) -> String {
+    format!("{:?}", clip(s))
+}
+
 /// A label value: empty, or at most 63 characters of `[A-Za-z0-9-_.]` beginning and ending
 /// with an alphanumeric character.
-pub fn validate_value(v: &str) -> Result<(), String> {
+pub fn validate_value(v: &str) -> Result<(), LabelError> {
     if v.is_empty() {
         return Ok(());
     }
     if v.len() > 63 {
-        return Err(format!(
-            "invalid label value: {:?}: must be no more than 63 characters",
-            clip(v)
-        ));
+        return Err(LabelError::ValueTooLong(quoted(v)));
     }
     let ok = v.chars().all(is_name_char)
         && v.starts_with(|c: char| c.is_ascii_alphanumeric())
         && v.ends_with(|c: char| c.is_ascii_alphanumeric());
     if !ok {
-        return Err(format!(
-            "invalid label value: {:?}: a valid label must be an empty string or consist of \
-             alphanumeric characters, '-', '_' or '.', and must start and end with an \
-             alphanumeric character",
-            clip(v)
-        ));
+        return Err(LabelError::Value(quoted(v)));
     }
     Ok(())
 }
 
 /// A qualified name: optional DNS-subdomain prefix (≤253) and `/`, then a name (≤63).
-pub fn validate_key(k: &str) -> Result<(), String> {
+pub fn validate_key(k: &str) -> Result<(), LabelError> {
     let (prefix, name) = match k.split_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, k),
@@ -89,10 +112,7 @@ pub fn validate_key(k: &str) -> Result<(), String> {
                     && !part.ends_with('-')
             });
         if !ok {
-            return Err(format!(
-                "invalid label key {:?}: prefix part must be a lowercase RFC 1123 subdomain",
-                clip(k)
-            ));
+            return Err(LabelError::KeyPrefix(quoted(k)));
         }
     }
     let ok = !name.is_empty()
@@ -101,11 +121,7 @@ pub fn validate_key(k: &str) -> Result<(), String> {
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric());
     if !ok {
-        return Err(format!(
-            "invalid label key {:?}: name part must consist of alphanumeric characters, '-', \
-             '_' or '.', and must start and end with an alphanumeric character",
-            clip(k)
-        ));
+        return Err(LabelError::KeyName(quoted(k)));
     }
     Ok(())
 }
@@ -192,7 +208,7 @@ fn parse_requirement(lx: &mut Lexer<'_>) -> Result<Requirement, SelectorError> {
     if lx.eat("!") {
         lx.skip_ws();
         let key = lx.word().to_string();
-        validate_key(&key).map_err(SelectorError)?;
+        validate_key(&key)?;
         if !lx.at_end_of_requirement() {
             return Err(SelectorError(format!(
                 "unable to parse requirement: found '{}', expected: ',' or 'end of string'",
@@ -212,7 +228,7 @@ fn parse_requirement(lx: &mut Lexer<'_>) -> Result<Requirement, SelectorError> {
             lx.peek().unwrap_or(' ')
         )));
     }
-    validate_key(&key).map_err(SelectorError)?;
+    validate_key(&key)?;
     if lx.at_end_of_requirement() {
         return Ok(Requirement {
             key,
@@ -254,7 +270,7 @@ fn parse_requirement(lx: &mut Lexer<'_>) -> Result<Requirement, SelectorError> {
             loop {
                 lx.skip_ws();
                 let v = lx.word().to_string();
-                validate_value(&v).map_err(SelectorError)?;
+                validate_value(&v)?;
                 values.push(v);
                 lx.skip_ws();
                 if lx.eat(",") {
@@ -279,7 +295,7 @@ fn parse_requirement(lx: &mut Lexer<'_>) -> Result<Requirement, SelectorError> {
                     )));
                 }
             } else {
-                validate_value(&v).map_err(SelectorError)?;
+                validate_value(&v)?;
             }
             vec![v]
         }

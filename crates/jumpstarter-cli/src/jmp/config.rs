@@ -12,6 +12,7 @@ use clap::{Args, Subcommand};
 use jumpstarter_config::{
     ClientConfig, ConfigError, Drivers, ExporterConfig, Locations, UserConfig,
 };
+use jumpstarter_core::exit::{CliError, CliResult};
 use serde_json::{Value as Json, json};
 
 use crate::output;
@@ -150,46 +151,27 @@ pub struct ListArgs {
     output: Option<String>,
 }
 
-/// A failure: the message (printed as `Error: …`) and the exit code.
-struct Fail(String, i32);
-
-impl From<ConfigError> for Fail {
-    fn from(e: ConfigError) -> Self {
-        Fail(e.to_string(), 1)
-    }
-}
-
-pub fn run(cmd: ConfigCommand) -> i32 {
+/// Runs a `jmp config` command.
+pub fn run(cmd: ConfigCommand) -> CliResult {
     let loc = Locations::from_env();
-    let result = match cmd {
+    match cmd {
         ConfigCommand::Client(c) => client(c, &loc),
         ConfigCommand::Exporter(e) => exporter(e, &loc),
-    };
-    match result {
-        Ok(()) => 0,
-        Err(Fail(msg, code)) => {
-            eprintln!("{msg}");
-            code
-        }
-    }
+    }?;
+    Ok(0)
 }
 
-fn error(msg: impl std::fmt::Display) -> Fail {
-    Fail(format!("Error: {msg}"), 1)
+fn error(msg: impl std::fmt::Display) -> CliError {
+    CliError::runtime(msg)
 }
 
-fn usage(path: &str, args: &str, msg: &str) -> Fail {
-    Fail(
-        format!(
-            "Usage: jmp config {path} [OPTIONS] {args}\nTry 'jmp config {path} --help' for help.\n\nError: {msg}"
-        ),
-        2,
-    )
+fn usage(path: &str, args: &str, msg: &str) -> CliError {
+    CliError::usage_of(format!("jmp config {path} [OPTIONS] {args}"), msg)
 }
 
 // ---------------------------------------------------------------- clients
 
-fn client(cmd: ClientCommand, loc: &Locations) -> Result<(), Fail> {
+fn client(cmd: ClientCommand, loc: &Locations) -> Result<(), CliError> {
     match cmd {
         ClientCommand::Create(a) => client_create(a, loc),
         ClientCommand::Delete(a) => client_delete(&a.name, a.output.is_some(), loc),
@@ -217,7 +199,7 @@ fn client(cmd: ClientCommand, loc: &Locations) -> Result<(), Fail> {
     }
 }
 
-fn existing_client(alias: &str, loc: &Locations) -> Result<PathBuf, Fail> {
+fn existing_client(alias: &str, loc: &Locations) -> Result<PathBuf, CliError> {
     let path = loc.client_path(alias).map_err(error)?;
     if !path.is_file() {
         return Err(error(format!(
@@ -228,7 +210,7 @@ fn existing_client(alias: &str, loc: &Locations) -> Result<PathBuf, Fail> {
     Ok(path)
 }
 
-fn client_create(a: ClientCreate, loc: &Locations) -> Result<(), Fail> {
+fn client_create(a: ClientCreate, loc: &Locations) -> Result<(), CliError> {
     let target = match &a.out {
         Some(out) => {
             if out.is_dir() {
@@ -325,7 +307,7 @@ fn client_create(a: ClientCreate, loc: &Locations) -> Result<(), Fail> {
     Ok(())
 }
 
-fn client_delete(alias: &str, print_path: bool, loc: &Locations) -> Result<(), Fail> {
+fn client_delete(alias: &str, print_path: bool, loc: &Locations) -> Result<(), CliError> {
     let path = existing_client(alias, loc)?;
     let mut user = UserConfig::load(&loc.user_config()).map_err(error)?;
     if user.current_client.as_deref() == Some(alias) {
@@ -346,7 +328,7 @@ fn client_delete(alias: &str, print_path: bool, loc: &Locations) -> Result<(), F
     Ok(())
 }
 
-fn client_list(output: Option<&str>, loc: &Locations) -> Result<(), Fail> {
+fn client_list(output: Option<&str>, loc: &Locations) -> Result<(), CliError> {
     let user = UserConfig::load(&loc.user_config()).map_err(error)?;
     let mut configs = Vec::new();
     let mut broken = Vec::new();
@@ -396,7 +378,7 @@ fn client_list(output: Option<&str>, loc: &Locations) -> Result<(), Fail> {
     report_broken(broken)
 }
 
-fn report_broken(broken: Vec<ConfigError>) -> Result<(), Fail> {
+fn report_broken(broken: Vec<ConfigError>) -> Result<(), CliError> {
     if broken.is_empty() {
         return Ok(());
     }
@@ -404,12 +386,12 @@ fn report_broken(broken: Vec<ConfigError>) -> Result<(), Fail> {
         .iter()
         .map(|e| format!("Error: {e} (this file was skipped; fix or delete it)"))
         .collect();
-    Err(Fail(lines.join("\n"), 1))
+    Err(CliError::runtime(lines.join("\n")).bare())
 }
 
 // ---------------------------------------------------------------- exporters
 
-fn exporter_alias(alias: &str, sub: &str, loc: &Locations) -> Result<PathBuf, Fail> {
+fn exporter_alias(alias: &str, sub: &str, loc: &Locations) -> Result<PathBuf, CliError> {
     loc.user_exporter_path(alias).map_err(|_| {
         usage(
             &format!("exporter {sub}"),
@@ -422,7 +404,7 @@ fn exporter_alias(alias: &str, sub: &str, loc: &Locations) -> Result<PathBuf, Fa
     })
 }
 
-fn exporter(cmd: ExporterCommand, loc: &Locations) -> Result<(), Fail> {
+fn exporter(cmd: ExporterCommand, loc: &Locations) -> Result<(), CliError> {
     match cmd {
         ExporterCommand::Create(a) => {
             let path = exporter_alias(&a.alias, "create", loc)?;
@@ -553,7 +535,7 @@ impl Prompter {
 
     /// One answer; EOF aborts (`Aborted!`, exit 1). Empty answers are asked again unless
     /// `empty_ok`.
-    fn ask(&mut self, prompt: &str, hidden: bool, empty_ok: bool) -> Result<String, Fail> {
+    fn ask(&mut self, prompt: &str, hidden: bool, empty_ok: bool) -> Result<String, CliError> {
         loop {
             eprint!("{prompt}: ");
             let _ = std::io::stderr().flush();
@@ -567,7 +549,7 @@ impl Prompter {
             match read {
                 Ok(0) | Err(_) => {
                     eprintln!();
-                    return Err(Fail("Aborted!".into(), 1));
+                    return Err(CliError::runtime("Aborted!").bare());
                 }
                 Ok(_) => {}
             }
@@ -584,7 +566,7 @@ fn prompt_opt(
     prompt: &str,
     input: &mut Prompter,
     hidden: bool,
-) -> Result<String, Fail> {
+) -> Result<String, CliError> {
     match given {
         Some(v) => Ok(v),
         None => input.ask(prompt, hidden, false),
@@ -604,7 +586,7 @@ fn no_echo() -> Option<impl FnOnce()> {
     })
 }
 
-fn confirm_insecure(input: &mut Prompter) -> Result<(), Fail> {
+fn confirm_insecure(input: &mut Prompter) -> Result<(), CliError> {
     let answer = input
         .ask(
             "Insecure TLS mode is enabled. Certificate verification will be disabled for HTTPS \
@@ -644,7 +626,7 @@ fn editor() -> String {
 fn edit(
     path: &Path,
     validate: impl Fn(&str, &Path) -> Result<Vec<jumpstarter_config::ConfigWarning>, ConfigError>,
-) -> Result<(), Fail> {
+) -> Result<(), CliError> {
     use std::os::unix::fs::PermissionsExt;
     let original = std::fs::read_to_string(path)
         .map_err(|e| error(format!("cannot read {}: {e}", path.display())))?;

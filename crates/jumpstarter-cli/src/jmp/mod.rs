@@ -2,8 +2,6 @@
 
 mod click_complete;
 mod config;
-mod direct;
-mod distributed;
 mod lease;
 mod run;
 mod shell;
@@ -11,6 +9,7 @@ mod shell;
 use std::ffi::OsString;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
+use jumpstarter_core::exit::{CliResult, Context};
 
 use crate::logging;
 
@@ -90,7 +89,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
             return code;
         }
     };
-    match cli.command {
+    let result = match cli.command {
         Command::Version(v) => version(v.output.as_deref()),
         Command::Config(c) => {
             logging::init(&cli.log_level, logging::Sink::Stdout);
@@ -121,21 +120,17 @@ pub fn main(args: Vec<OsString>) -> i32 {
             logging::init(&cli.log_level, logging::Sink::Stderr);
             with_runtime(run::run(*args))
         }
-    }
+    };
+    // Every command's failure is printed here, once.
+    result.unwrap_or_else(|e| e.report())
 }
 
-fn with_runtime(f: impl std::future::Future<Output = i32>) -> i32 {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+fn with_runtime(f: impl std::future::Future<Output = CliResult>) -> CliResult {
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("Error: cannot start the runtime: {e}");
-            return 1;
-        }
-    };
+        .context("cannot start the runtime")?;
     let code = rt.block_on(f);
     // Do not wait for blocked reader threads (stdin) or stray blocking tasks.
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
@@ -143,7 +138,7 @@ fn with_runtime(f: impl std::future::Future<Output = i32>) -> i32 {
 }
 
 /// Prints the completion script of a shell (clap_complete's generators for our command tree).
-fn completion(shell: &str) -> i32 {
+fn completion(shell: &str) -> CliResult {
     use clap_complete::Shell;
     let shell = match shell {
         "bash" => Shell::Bash,
@@ -152,10 +147,10 @@ fn completion(shell: &str) -> i32 {
     };
     let mut cmd = Jmp::command();
     clap_complete::generate(shell, &mut cmd, "jmp", &mut std::io::stdout());
-    0
+    Ok(0)
 }
 
-fn version(output: Option<&str>) -> i32 {
+fn version(output: Option<&str>) -> CliResult {
     let version = env!("CARGO_PKG_VERSION");
     match output {
         Some("json") => println!(
@@ -171,5 +166,5 @@ fn version(output: Option<&str>) -> i32 {
             );
         }
     }
-    0
+    Ok(0)
 }

@@ -24,6 +24,7 @@ use clap::Args;
 use jumpstarter_config::ExporterConfig;
 use jumpstarter_config::paths::Locations;
 use jumpstarter_core::LogHub;
+use jumpstarter_core::exit::{CliError, CliResult, Context};
 use jumpstarter_exporter::Exporter;
 use jumpstarter_exporter::direct::{Control, DirectOptions, Outcome};
 use tokio::signal::unix::{SignalKind, signal};
@@ -69,13 +70,22 @@ pub struct RunArgs {
     passphrase_file: Option<PathBuf>,
 }
 
-fn usage_error(message: &str) -> i32 {
-    eprintln!("Usage: jmp run [OPTIONS]\nTry 'jmp run --help' for help.\n\nError: {message}");
-    2
+fn usage_error(message: impl std::fmt::Display) -> CliError {
+    CliError::usage_of("jmp run [OPTIONS]", message)
+}
+
+/// A `--tls-grpc-listener` value whose port is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListenerError {
+    /// The port text as given.
+    #[error("Invalid value for '--tls-grpc-listener': port must be an integer, got '{0}'")]
+    NotInteger(String),
+    #[error("Invalid value for '--tls-grpc-listener': port must be between 0 and 65535, got {0}")]
+    OutOfRange(i64),
 }
 
 /// `[HOST:]PORT` as upstream parses it (host `0.0.0.0` when omitted; `[v6]:port` accepted).
-pub fn parse_listener(value: &str) -> Result<(String, u16), String> {
+pub fn parse_listener(value: &str) -> Result<(String, u16), ListenerError> {
     let (host, port) = match value.rsplit_once(':') {
         Some((h, p)) => {
             let h = h.trim().trim_start_matches('[').trim_end_matches(']');
@@ -83,14 +93,11 @@ pub fn parse_listener(value: &str) -> Result<(String, u16), String> {
         }
         None => ("0.0.0.0", value),
     };
-    let port: i64 = port.trim().parse().map_err(|_| {
-        format!("Invalid value for '--tls-grpc-listener': port must be an integer, got '{port}'")
-    })?;
-    let port = u16::try_from(port).map_err(|_| {
-        format!(
-            "Invalid value for '--tls-grpc-listener': port must be between 0 and 65535, got {port}"
-        )
-    })?;
+    let port: i64 = port
+        .trim()
+        .parse()
+        .map_err(|_| ListenerError::NotInteger(port.to_owned()))?;
+    let port = u16::try_from(port).map_err(|_| ListenerError::OutOfRange(port))?;
     Ok((host.to_owned(), port))
 }
 
@@ -105,7 +112,7 @@ enum Mode {
     Controller,
 }
 
-fn check(args: &RunArgs) -> Result<Mode, i32> {
+fn check(args: &RunArgs) -> Result<Mode, CliError> {
     if args.exporter.is_some() && args.exporter_config.is_some() {
         return Err(usage_error(
             "Invalid value: only one of --exporter, --exporter-config should be specified",
@@ -147,24 +154,21 @@ fn check(args: &RunArgs) -> Result<Mode, i32> {
         if let Some(p) = path
             && !p.exists()
         {
-            return Err(usage_error(&format!(
+            return Err(usage_error(format!(
                 "Invalid value for '{opt}': Path '{}' does not exist.",
                 p.display()
             )));
         }
     }
-    let (host, port) = parse_listener(listener).map_err(|m| usage_error(&m))?;
+    let (host, port) = parse_listener(listener).map_err(usage_error)?;
     let passphrase = match &args.passphrase_file {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => Some(text.lines().next().unwrap_or("").to_owned()),
-            Err(e) => {
-                eprintln!(
-                    "Error: cannot read the passphrase file {}: {e}",
-                    path.display()
-                );
-                return Err(1);
-            }
-        },
+        Some(path) => {
+            let text = std::fs::read_to_string(path).context(format!(
+                "cannot read the passphrase file {}",
+                path.display()
+            ))?;
+            Some(text.lines().next().unwrap_or("").to_owned())
+        }
         None => args.passphrase.clone(),
     };
     if let Some(p) = &passphrase
@@ -182,32 +186,24 @@ fn check(args: &RunArgs) -> Result<Mode, i32> {
     })
 }
 
-pub async fn run(args: RunArgs) -> i32 {
-    let mode = match check(&args) {
-        Ok(m) => m,
-        Err(code) => return code,
-    };
+/// `jmp run`: checks the options, loads the exporter and serves until stopped.
+pub async fn run(args: RunArgs) -> CliResult {
+    let mode = check(&args)?;
     // Limits from JMP_* (a bad value is a usage error), descriptor limit raised. Two exporter
     // listeners at most: the TCP port (or the router tunnels) and the hook socket.
-    if let Err(e) = jumpstarter_core::session::daemon_limits(&[("max_connections", 2)]) {
-        eprintln!("Error: {e}");
-        return 2;
-    }
+    jumpstarter_core::session::daemon_limits(&[("max_connections", 2)]).map_err(CliError::usage)?;
     let path = match (&args.exporter_config, &args.exporter) {
         (Some(p), _) => p.clone(),
-        (None, Some(alias)) => match Locations::from_env().find_exporter(alias) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("Error: Failed to load config: {e}");
-                return 1;
-            }
-        },
-        (None, None) => return usage_error("Specify one of: --exporter / --exporter-config"),
+        (None, Some(alias)) => Locations::from_env()
+            .find_exporter(alias)
+            .context("Failed to load config")?,
+        (None, None) => {
+            return Err(usage_error(
+                "Specify one of: --exporter / --exporter-config",
+            ));
+        }
     };
-    let exporter = match load(&path).await {
-        Ok(e) => e,
-        Err(code) => return code,
-    };
+    let exporter = load(&path).await?;
     match mode {
         Mode::Controller => controller(exporter).await,
         Mode::Direct {
@@ -219,20 +215,14 @@ pub async fn run(args: RunArgs) -> i32 {
     }
 }
 
-async fn load(path: &Path) -> Result<Exporter, i32> {
-    let mut config = ExporterConfig::load(path).map_err(|e| {
-        eprintln!("Error: Failed to load config: {e}");
-        1
-    })?;
+async fn load(path: &Path) -> Result<Exporter, CliError> {
+    let mut config = ExporterConfig::load(path).context("Failed to load config")?;
     // JMP_ENDPOINT, JMP_TOKEN, JMP_NAMESPACE, JMP_NAME and insecure TLS override the file.
     config.apply_env(&jumpstarter_config::Env::process());
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let exporter = Exporter::new(config, crate::drivers()).await.map_err(|e| {
-        eprintln!("Error: {e}");
-        1
-    })?;
+    let exporter = Exporter::new(config, crate::drivers()).await?;
     for problem in exporter.hook_problems() {
         tracing::warn!("{problem}");
     }
@@ -241,15 +231,9 @@ async fn load(path: &Path) -> Result<Exporter, i32> {
 
 /// Controller mode: register with the controller of the config (endpoint, token, tls) and
 /// serve leases until stopped.
-async fn controller(exporter: Exporter) -> i32 {
-    let Some(signals) = Signals::install() else {
-        eprintln!("Error: cannot install signal handlers");
-        return 1;
-    };
-    if let Err(e) = jumpstarter_exporter::controller::Link::from_config(exporter.config()) {
-        eprintln!("Error: {e}");
-        return 1;
-    }
+async fn controller(exporter: Exporter) -> CliResult {
+    let signals = Signals::install()?;
+    jumpstarter_exporter::controller::Link::from_config(exporter.config())?;
     let control = Control::new();
     let c2 = control.clone();
     let task = tokio::spawn(async move {
@@ -270,15 +254,11 @@ async fn direct(
     port: u16,
     tls: Option<(PathBuf, PathBuf)>,
     passphrase: Option<String>,
-) -> i32 {
+) -> CliResult {
     let tls = match &tls {
-        Some((cert, key)) => match jumpstarter_core::tls::server_config(cert, key) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                eprintln!("Error: TLS setup failed: {e}");
-                return 1;
-            }
-        },
+        Some((cert, key)) => {
+            Some(jumpstarter_core::tls::server_config(cert, key).context("TLS setup failed")?)
+        }
         None => None,
     };
     if tls.is_none() && passphrase.is_some() {
@@ -287,23 +267,14 @@ async fn direct(
         );
     }
     // Signals are watched from the start, so an early SIGTERM still stops cleanly.
-    let Some(signals) = Signals::install() else {
-        eprintln!("Error: cannot install signal handlers");
-        return 1;
-    };
+    let signals = Signals::install()?;
     let options = DirectOptions {
         host,
         port,
         tls,
         passphrase,
     };
-    let running = match exporter.start_direct(options, LogHub::new()).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return 1;
-        }
-    };
+    let running = exporter.start_direct(options, LogHub::new()).await?;
     let control = Control::new();
     let task = tokio::spawn(running.run(control.clone()));
     supervise(task, control, signals).await
@@ -318,12 +289,14 @@ struct Signals {
 }
 
 impl Signals {
-    fn install() -> Option<Signals> {
-        Some(Signals {
-            term: signal(SignalKind::terminate()).ok()?,
-            int: signal(SignalKind::interrupt()).ok()?,
-            quit: signal(SignalKind::quit()).ok()?,
-            hup: signal(SignalKind::hangup()).ok()?,
+    fn install() -> Result<Signals, CliError> {
+        let watch =
+            |kind| signal(kind).map_err(|_| CliError::runtime("cannot install signal handlers"));
+        Ok(Signals {
+            term: watch(SignalKind::terminate())?,
+            int: watch(SignalKind::interrupt())?,
+            quit: watch(SignalKind::quit())?,
+            hup: watch(SignalKind::hangup())?,
         })
     }
 }
@@ -333,7 +306,7 @@ async fn supervise(
     task: tokio::task::JoinHandle<Outcome>,
     control: Control,
     signals: Signals,
-) -> i32 {
+) -> CliResult {
     let Signals {
         mut term,
         mut int,
@@ -373,20 +346,17 @@ async fn supervise(
                 "exporter stopped: the {} hook failed and its onFailure is exit",
                 kind.name()
             );
-            EXIT_HOOK_FAILURE
+            Ok(EXIT_HOOK_FAILURE)
         }
         Ok(Outcome::Stopped) => {
             tracing::info!("exporter stopped");
-            match (stop_signal, hangup) {
+            Ok(match (stop_signal, hangup) {
                 (Some(s), _) => 128 + s,
                 (None, true) => 128 + nix::sys::signal::Signal::SIGHUP as i32,
                 (None, false) => 0,
-            }
+            })
         }
-        Err(e) => {
-            eprintln!("Error: the exporter failed: {e}");
-            1
-        }
+        Err(e) => Err(e).context("the exporter failed"),
     }
 }
 
@@ -402,11 +372,11 @@ mod tests {
         assert_eq!(parse_listener("[::1]:9"), Ok(("::1".into(), 9)));
         assert_eq!(parse_listener("0"), Ok(("0.0.0.0".into(), 0)));
         assert_eq!(
-            parse_listener("x:abc").unwrap_err(),
+            parse_listener("x:abc").unwrap_err().to_string(),
             "Invalid value for '--tls-grpc-listener': port must be an integer, got 'abc'"
         );
         assert_eq!(
-            parse_listener("70000").unwrap_err(),
+            parse_listener("70000").unwrap_err().to_string(),
             "Invalid value for '--tls-grpc-listener': port must be between 0 and 65535, got 70000"
         );
     }

@@ -5,9 +5,14 @@
 //! `JUMPSTARTER_HOST` pointing at it. Unlike upstream 0.9.0 (which always exits 0 here), the
 //! exit code is the child's (128+N when the child dies of signal N).
 //!
-//! Direct mode (`--tls-grpc HOST:PORT`) is in [`super::direct`]. Interactive shells print the
-//! exporter's message of the day first (config `motd`, plus what a beforeLease hook added), as
-//! upstream does after 0.9.0.
+//! Direct mode (`--tls-grpc HOST:PORT`) is in [`direct`], distributed mode (a lease) in
+//! [`distributed`]; both attach to the exporter through [`attach`]. Interactive shells print
+//! the exporter's message of the day first (config `motd`, plus what a beforeLease hook
+//! added), as upstream does after 0.9.0.
+
+mod attach;
+mod direct;
+mod distributed;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -16,6 +21,7 @@ use clap::Args;
 use jumpstarter_config::ExporterConfig;
 use jumpstarter_config::paths::Locations;
 use jumpstarter_core::LogHub;
+use jumpstarter_core::exit::{CliError, CliResult, Context};
 use jumpstarter_exporter::Exporter;
 
 #[derive(Debug, Args)]
@@ -73,17 +79,18 @@ pub struct ShellArgs {
 
 const SPECIFY_ONE: &str = "Specify one of: --client / --client-config, --exporter / --exporter-config, or --tls-grpc HOST:PORT";
 
-fn usage_error(message: &str) -> i32 {
-    eprintln!(
-        "Usage: jmp shell [OPTIONS] [COMMAND]...\nTry 'jmp shell --help' for help.\n\nError: {message}"
-    );
-    2
+/// The usage line of `jmp shell`'s usage errors.
+const USAGE: &str = "jmp shell [OPTIONS] [COMMAND]...";
+
+fn usage_error(message: impl std::fmt::Display) -> CliError {
+    CliError::usage_of(USAGE, message)
 }
 
-pub async fn run(args: ShellArgs) -> i32 {
+/// `jmp shell`: the command's exit code, or why it could not run.
+pub async fn run(args: ShellArgs) -> CliResult {
     // As upstream, --tls-grpc wins over config options.
     if let Some(address) = &args.tls_grpc {
-        return super::direct::run(super::direct::DirectShell {
+        return direct::run(direct::DirectShell {
             address,
             insecure: args.tls_grpc_insecure,
             passphrase: args.passphrase.clone(),
@@ -99,20 +106,14 @@ pub async fn run(args: ShellArgs) -> i32 {
         args.exporter_config.is_some(),
     ];
     if given.iter().filter(|g| **g).count() > 1 {
-        return usage_error(
+        return Err(usage_error(
             "Invalid value: only one of --client, --client-config, --exporter, --exporter-config should be specified",
-        );
+        ));
     }
     let path = if let Some(p) = &args.exporter_config {
         p.clone()
     } else if let Some(alias) = &args.exporter {
-        match Locations::from_env().find_exporter(alias) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("Error: {e}");
-                return 1;
-            }
-        }
+        Locations::from_env().find_exporter(alias)?
     } else {
         return distributed(args).await;
     };
@@ -121,42 +122,40 @@ pub async fn run(args: ShellArgs) -> i32 {
 
 /// Distributed mode: `--client` / `--client-config`, else a client config chosen by the
 /// environment or `current-client`; nothing at all is a usage error.
-async fn distributed(args: ShellArgs) -> i32 {
+async fn distributed(args: ShellArgs) -> CliResult {
     use jumpstarter_config::{ClientSelection, Env, resolve_client};
     let sel = ClientSelection {
         client: args.client.clone(),
         client_config: args.client_config.clone(),
     };
-    let config = match resolve_client(&sel, &Env::process(), &Locations::from_env()) {
-        Ok(Some((c, _))) => c,
-        Ok(None) => return usage_error(SPECIFY_ONE),
-        Err(e) => {
-            eprintln!("Error: Failed to load config: {e}");
-            return 1;
-        }
+    let config = match resolve_client(&sel, &Env::process(), &Locations::from_env())
+        .context("Failed to load config")?
+    {
+        Some((c, _)) => c,
+        None => return Err(usage_error(SPECIFY_ONE)),
     };
     for w in &config.warnings {
         eprintln!("warning: {w}");
     }
-    let duration = match super::lease::parse_duration(&args.duration) {
-        Ok(d) => d,
-        Err(e) => return usage_error(&format!("Invalid value for '--duration': {e}")),
-    };
+    let duration = super::lease::parse_duration(&args.duration)
+        .map_err(|e| usage_error(format!("Invalid value for '--duration': {e}")))?;
     let acquisition_timeout = match args.acquisition_timeout.as_deref() {
         None => None,
         Some(t) => match super::lease::parse_duration(t) {
             Ok(d) if d >= std::time::Duration::from_secs(5) => Some(d),
             Ok(_) => {
-                return usage_error(&format!(
+                return Err(usage_error(format!(
                     "Invalid value for '--acquisition-timeout': '{t}' must be at least 5 seconds"
-                ));
+                )));
             }
             Err(e) => {
-                return usage_error(&format!("Invalid value for '--acquisition-timeout': {e}"));
+                return Err(usage_error(format!(
+                    "Invalid value for '--acquisition-timeout': {e}"
+                )));
             }
         },
     };
-    super::distributed::run(super::distributed::DistributedShell {
+    distributed::run(distributed::DistributedShell {
         config,
         lease: args.lease.clone(),
         selector: args.selector.clone(),
@@ -169,31 +168,13 @@ async fn distributed(args: ShellArgs) -> i32 {
     .await
 }
 
-async fn local(path: &Path, command: &[OsString]) -> i32 {
-    let config = match ExporterConfig::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("Error: Failed to load config: {e}");
-            return 1;
-        }
-    };
+async fn local(path: &Path, command: &[OsString]) -> CliResult {
+    let config = ExporterConfig::load(path).context("Failed to load config")?;
     for w in &config.warnings {
         eprintln!("warning: {w}");
     }
-    let exporter = match Exporter::new(config, crate::drivers()).await {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return 1;
-        }
-    };
-    let local = match exporter.start_local(LogHub::new()).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            return 1;
-        }
-    };
+    let exporter = Exporter::new(config, crate::drivers()).await?;
+    let local = exporter.start_local(LogHub::new()).await?;
     if command.is_empty() {
         let motd = local.session.motd();
         if !motd.trim().is_empty() {
@@ -207,7 +188,7 @@ async fn local(path: &Path, command: &[OsString]) -> i32 {
     ];
     let code = run_child(command, "local", &env).await;
     local.stop().await;
-    code
+    Ok(code)
 }
 
 /// The variable that tags the processes of `jmp shell`'s command (see

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use jumpstarter_controller::admin::{self, ClientConfigOptions};
 use jumpstarter_controller::{Options, open_store};
+use jumpstarter_core::exit::{CliError, Context};
 
 #[derive(Parser)]
 #[command(
@@ -204,31 +205,25 @@ enum Create {
 fn main() -> ExitCode {
     jumpstarter_controller_init_logging();
     let cli = Cli::parse();
+    let code = match start(cli) {
+        Ok(()) => 0,
+        Err(e) => e.report(),
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Checks the limits (for `serve`), starts the runtime and runs the command.
+fn start(cli: Cli) -> Result<(), CliError> {
     if let Command::Serve(_) = &cli.command {
         // Limits from JMP_* (a bad value is a usage error), descriptor limit raised.
         let caps = [("controller_max_connections", 1)];
-        if let Err(e) = jumpstarter_core::session::daemon_limits(&caps) {
-            eprintln!("Error: {e}");
-            return ExitCode::from(2);
-        }
+        jumpstarter_core::session::daemon_limits(&caps).map_err(CliError::usage)?;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("Error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("Error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+        .context("cannot start the runtime")?;
+    rt.block_on(run(cli))
 }
 
 fn jumpstarter_controller_init_logging() {
@@ -240,16 +235,14 @@ fn jumpstarter_controller_init_logging() {
         .try_init();
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-async fn run(cli: Cli) -> Result<(), BoxError> {
+async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(s) => serve(s).await,
         Command::Admin(a) => admin_cmd(a).await,
     }
 }
 
-async fn serve(s: Serve) -> Result<(), BoxError> {
+async fn serve(s: Serve) -> Result<(), CliError> {
     let running = jumpstarter_controller::start(Options {
         data_dir: s.dir.data_dir,
         listen: s.listen,
@@ -278,12 +271,11 @@ async fn serve(s: Serve) -> Result<(), BoxError> {
     Ok(())
 }
 
-fn save(path: &Path, text: &str) -> Result<(), BoxError> {
+fn save(path: &Path, text: &str) -> Result<(), CliError> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent).context(format!("cannot create {}", parent.display()))?;
     }
-    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::write(path, text).context(format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -307,14 +299,14 @@ async fn print_config(
     kind: Single,
     name: &str,
     cfg: &ConfigArgs,
-) -> Result<(), BoxError> {
+) -> Result<(), CliError> {
     let (endpoint, ca) = admin::endpoint_and_ca(store, cfg.endpoint.as_deref()).await?;
     let text = match kind {
         Single::Client => {
             let c = store
                 .client(&cfg.namespace, name)
                 .await?
-                .ok_or_else(|| format!("no client {}/{name}", cfg.namespace))?;
+                .ok_or_else(|| CliError::runtime(format!("no client {}/{name}", cfg.namespace)))?;
             let o = ClientConfigOptions {
                 insecure: cfg.insecure_tls,
                 allow: cfg
@@ -328,10 +320,9 @@ async fn print_config(
             admin::client_config_yaml(&c, &endpoint, &ca, &o)
         }
         Single::Exporter => {
-            let e = store
-                .exporter(&cfg.namespace, name)
-                .await?
-                .ok_or_else(|| format!("no exporter {}/{name}", cfg.namespace))?;
+            let e = store.exporter(&cfg.namespace, name).await?.ok_or_else(|| {
+                CliError::runtime(format!("no exporter {}/{name}", cfg.namespace))
+            })?;
             admin::exporter_config_yaml(&e, &endpoint, &ca, cfg.insecure_tls)
         }
     };
@@ -356,7 +347,7 @@ async fn print_config(
     Ok(())
 }
 
-async fn admin_cmd(a: Admin) -> Result<(), BoxError> {
+async fn admin_cmd(a: Admin) -> Result<(), CliError> {
     let (store, keys) = open_store(&a.dir.data_dir).await?;
     let r = admin_inner(&store, &keys, a.command).await;
     store.close().await;
@@ -367,7 +358,7 @@ async fn admin_inner(
     store: &jumpstarter_controller::store::Store,
     keys: &jumpstarter_controller::auth::Keys,
     command: AdminCommand,
-) -> Result<(), BoxError> {
+) -> Result<(), CliError> {
     match command {
         AdminCommand::Create { what } => match what {
             Create::Client { name, labels, cfg } => {
@@ -477,7 +468,7 @@ async fn set_enabled(
     ns: &str,
     name: &str,
     enabled: bool,
-) -> Result<(), BoxError> {
+) -> Result<(), CliError> {
     store
         .update_exporter(ns, name, |e| {
             let changed = e.enabled != enabled;

@@ -21,17 +21,26 @@ use std::time::{Duration, Instant};
 use jumpstarter_config::{ClientConfig, Env};
 use jumpstarter_core::Client;
 use jumpstarter_core::controller::{ControllerError, LeaseClient};
-use jumpstarter_core::forward::{Connect, Forwarder};
-use jumpstarter_core::socket::SocketDir;
+use jumpstarter_core::exit::{CliError, CliResult};
+use jumpstarter_core::forward::Connect;
 use jumpstarter_core::transport::DialError;
 use jumpstarter_protocol::client_v1::Lease;
-use jumpstarter_protocol::wire::HOOK_WARNING_PREFIX;
 
-use super::direct::{stream_logs, wait_ready};
-use super::lease::{self, Fail, describe};
-use super::shell::run_child_until;
+use super::attach::{attach, hook_ready};
+use super::{USAGE, run_child_until};
+use crate::jmp::lease::{self, Controller, describe};
 
-const USAGE: &str = "jmp shell [OPTIONS] [COMMAND]...";
+/// Why the session did not end cleanly (after the command).
+#[derive(Debug, thiserror::Error)]
+enum AfterLeaseError {
+    /// The exporter's message.
+    #[error("{0}")]
+    Failed(String),
+    /// The seconds waited.
+    #[error("Timeout waiting for afterLease hook ({0} s)")]
+    Timeout(u64),
+}
+
 const POLL: Duration = Duration::from_millis(250);
 /// How often a running shell checks whether its lease ended (upstream: every 30 s).
 const LEASE_CHECK: Duration = Duration::from_secs(1);
@@ -89,60 +98,49 @@ impl Drop for Owned {
     }
 }
 
-pub async fn run(args: DistributedShell<'_>) -> i32 {
+/// `jmp shell` on a lease: the command's exit code, or why it could not run.
+pub async fn run(args: DistributedShell<'_>) -> CliResult {
     let env = Env::process();
-    let client = match lease::connect_config(&args.config, &env).await {
-        Ok(c) => c,
-        Err(f) => return f.report(USAGE),
-    };
-    let mut int = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("Error: cannot watch SIGINT: {e}");
-            return 1;
-        }
-    };
-    let (name, owned) = match choose_lease(&client, &args).await {
-        Ok(x) => x,
-        Err(f) => return f.report(USAGE),
-    };
+    let client = lease::connect_config(&args.config, &env).await?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| CliError::from(e).context("cannot watch SIGINT"))?;
+    let (name, owned) = choose_lease(&client, &args).await?;
     let acquired = tokio::select! {
         r = acquire(&client, &name, &args) => r,
-        _ = int.recv() => Err((Fail::Error("Cancelled by user.".into()), 2)),
+        _ = int.recv() => Err(CliError::with_code("Cancelled by user.", 2)),
     };
     let lease = match acquired {
         Ok(l) => l,
-        Err((f, code)) => {
+        Err(e) => {
             if let Some(o) = owned {
                 o.release().await;
             }
-            let c = f.report(USAGE);
-            return if code == 2 { 2 } else { c };
+            return Err(e);
         }
     };
     // Only a lease this shell created gets an EndSession (upstream's rule).
-    let code = connected(&client, &lease, &args, &mut int, owned.is_some()).await;
+    let result = connected(&client, &lease, &args, &mut int, owned.is_some()).await;
     if let Some(o) = owned {
         o.release().await;
     }
-    code
+    result
 }
 
 /// The lease to use: given, created, or the client's only active one.
 async fn choose_lease(
     client: &LeaseClient,
     args: &DistributedShell<'_>,
-) -> Result<(String, Option<Owned>), Fail> {
+) -> Result<(String, Option<Owned>), CliError> {
     let me = args.config.metadata.name.clone();
     if let Some(l) = &args.lease {
-        let got = client.get_lease(l).await?;
+        let got = client.get_lease(l).await.map_err(Controller)?;
         let holder = got
             .client
             .as_deref()
             .map(|c| c.rsplit('/').next().unwrap_or(c).to_string())
             .unwrap_or_default();
         if !holder.is_empty() && holder != me {
-            return Err(Fail::Error(format!(
+            return Err(CliError::runtime(format!(
                 "lease {l} belongs to client '{holder}', not the current client '{me}'"
             )));
         }
@@ -158,7 +156,7 @@ async fn choose_lease(
             Default::default(),
             false,
         );
-        let created = client.create_lease(new, "").await?;
+        let created = client.create_lease(new, "").await.map_err(Controller)?;
         let name = created
             .name
             .rsplit('/')
@@ -182,18 +180,24 @@ async fn choose_lease(
         };
         return Ok((name, Some(owned)));
     }
-    let mut mine = client.list_leases("", true).await?;
+    let mut mine = client.list_leases("", true).await.map_err(Controller)?;
     mine.retain(|l| {
         l.client
             .as_deref()
             .is_some_and(|c| c.rsplit('/').next() == Some(me.as_str()))
     });
     match mine.len() {
-        0 => Err(Fail::Usage(
-            "no active leases found. Use --selector/-l or --name/-n to create one, or create a lease with 'jmp create lease'.".into(),
+        0 => Err(CliError::usage_of(
+            USAGE,
+            "no active leases found. Use --selector/-l or --name/-n to create one, or create a lease with 'jmp create lease'.",
         )),
         1 => Ok((
-            mine[0].name.rsplit('/').next().unwrap_or_default().to_string(),
+            mine[0]
+                .name
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
             None,
         )),
         _ => {
@@ -203,15 +207,21 @@ async fn choose_lease(
                     format!(
                         "  {} (exporter={}, selector={})",
                         l.name.rsplit('/').next().unwrap_or_default(),
-                        l.exporter.as_deref().and_then(|e| e.rsplit('/').next()).unwrap_or(""),
+                        l.exporter
+                            .as_deref()
+                            .and_then(|e| e.rsplit('/').next())
+                            .unwrap_or(""),
                         l.selector
                     )
                 })
                 .collect();
-            Err(Fail::Usage(format!(
-                "Multiple active leases found:\n{}\nUse --lease to specify one, or run interactively to select.",
-                lines.join("\n")
-            )))
+            Err(CliError::usage_of(
+                USAGE,
+                format!(
+                    "Multiple active leases found:\n{}\nUse --lease to specify one, or run interactively to select.",
+                    lines.join("\n")
+                ),
+            ))
         }
     }
 }
@@ -221,12 +231,12 @@ fn hms(d: Duration) -> String {
     format!("{}:{:02}:{:02}", s / 3600, (s % 3600) / 60, s % 60)
 }
 
-/// Waits until the lease is Ready (spinner on a TTY). Errors carry the exit code.
+/// Waits until the lease is Ready (spinner on a TTY).
 async fn acquire(
     client: &LeaseClient,
     name: &str,
     args: &DistributedShell<'_>,
-) -> Result<Lease, (Fail, i32)> {
+) -> Result<Lease, CliError> {
     use std::io::IsTerminal;
     let start = Instant::now();
     let timeout = args
@@ -246,17 +256,18 @@ async fn acquire(
     if let Some(s) = &spinner {
         s.finish_and_clear();
     }
-    let fail = |m: String| (Fail::Error(m), 1);
     match waited {
-        Err(_) => Err(fail(format!(
+        Err(_) => Err(CliError::runtime(format!(
             "lease {name} acquisition timed out after {} seconds",
             timeout.as_secs()
         ))),
-        Ok(Err(ControllerError::Unsatisfiable { message, .. })) => {
-            Err(fail(format!("the lease cannot be satisfied: {message}")))
+        Ok(Err(ControllerError::Unsatisfiable { message, .. })) => Err(CliError::runtime(format!(
+            "the lease cannot be satisfied: {message}"
+        ))),
+        Ok(Err(ControllerError::Ended { .. })) => {
+            Err(CliError::runtime(format!("lease {name} released")))
         }
-        Ok(Err(ControllerError::Ended { .. })) => Err(fail(format!("lease {name} released"))),
-        Ok(Err(e)) => Err(fail(describe(&e))),
+        Ok(Err(e)) => Err(Controller(e).into()),
         Ok(Ok(l)) => {
             tracing::info!(
                 logger = "jumpstarter.client.lease",
@@ -275,7 +286,7 @@ async fn connected(
     args: &DistributedShell<'_>,
     int: &mut tokio::signal::unix::Signal,
     end_session: bool,
-) -> i32 {
+) -> CliResult {
     let name = lease
         .name
         .rsplit('/')
@@ -288,27 +299,9 @@ async fn connected(
         .and_then(|e| e.rsplit('/').next())
         .unwrap_or("")
         .to_string();
-    let prepared = tokio::select! {
-        r = prepare(client, &name, args.exporter_logs) => r,
-        _ = int.recv() => {
-            eprintln!("Error: Cancelled by user.");
-            return 2;
-        }
-    };
-    let (channel, session, logs) = match prepared {
-        Ok(p) => p,
-        Err(m) => {
-            eprintln!("Error: {m}");
-            return 1;
-        }
-    };
-    let dir = match SocketDir::new() {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("Error: cannot create a local socket directory: {e}");
-            logs.abort();
-            return 1;
-        }
+    let (channel, session, logs) = tokio::select! {
+        r = prepare(client, &name, args.exporter_logs) => r?,
+        _ = int.recv() => return Err(CliError::with_code("Cancelled by user.", 2)),
     };
     let connect: Connect = {
         let (client, name) = (client.clone(), name.clone());
@@ -322,14 +315,7 @@ async fn connected(
             })
         })
     };
-    let forwarder = match Forwarder::serve(dir.path(), Some(channel), connect) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("Error: cannot listen on {}: {e}", dir.path().display());
-            logs.abort();
-            return 1;
-        }
-    };
+    let attached = attach(channel, &session, logs, connect, args.command).await?;
     let labels = match client.list_exporters("").await {
         Ok(list) => list
             .into_iter()
@@ -345,14 +331,8 @@ async fn connected(
             String::new()
         }
     };
-    if args.command.is_empty()
-        && let Ok(report) = session.get_report().await
-        && !report.motd.trim().is_empty()
-    {
-        println!("{}", report.motd.trim_end());
-    }
     let env = [
-        ("JUMPSTARTER_HOST", dir.path().as_os_str().to_owned()),
+        ("JUMPSTARTER_HOST", attached.host()),
         ("JMP_DRIVERS_ALLOW", args.config.drivers.env_value().into()),
         ("_JMP_SUPPRESS_DRIVER_WARNINGS", "1".into()),
         ("JMP_EXPORTER", exporter.clone().into()),
@@ -369,24 +349,24 @@ async fn connected(
     };
     let mut code = run_child_until(args.command, &exporter, &env, watch).await;
     if end_session && !ended.load(std::sync::atomic::Ordering::SeqCst) {
-        // The exporter runs its afterLease hook now; its output reaches us through `logs`.
-        if let Err(m) = finish_session(&session).await {
-            eprintln!("Error: {m}");
+        // The exporter runs its afterLease hook now; its output reaches us through the logs.
+        if let Err(e) = finish_session(&session).await {
+            // Reported here: the command's own exit code wins over this failure.
+            eprintln!("Error: {e}");
             if code == 0 {
                 code = 1;
             }
         }
     }
-    logs.abort();
-    forwarder.stop().await;
-    code
+    attached.close().await;
+    Ok(code)
 }
 
 /// EndSession and the wait for the afterLease hook (protocol notes §6.2 step 5): a probe
 /// GetStatus must read LEASE_READY or AFTER_LEASE_HOOK; then EndSession; when it succeeds,
 /// wait until AVAILABLE (done) or AFTER_LEASE_HOOK_FAILED (the error). An exporter that does
 /// not answer, or no longer does, counts as done.
-async fn finish_session(session: &Client) -> Result<(), String> {
+async fn finish_session(session: &Client) -> Result<(), AfterLeaseError> {
     use jumpstarter_protocol::v1::ExporterStatus;
     let status = |s: &jumpstarter_protocol::v1::GetStatusResponse| {
         ExporterStatus::try_from(s.status).unwrap_or_default()
@@ -410,20 +390,18 @@ async fn finish_session(session: &Client) -> Result<(), String> {
             Ok(Ok(s)) => match status(&s) {
                 ExporterStatus::Available => return Ok(()),
                 ExporterStatus::AfterLeaseHookFailed => {
-                    return Err(s
-                        .message
-                        .filter(|m| !m.is_empty())
-                        .unwrap_or_else(|| "afterLease hook failed".into()));
+                    return Err(AfterLeaseError::Failed(
+                        s.message
+                            .filter(|m| !m.is_empty())
+                            .unwrap_or_else(|| "afterLease hook failed".into()),
+                    ));
                 }
                 _ => {}
             },
             _ => return Ok(()),
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "Timeout waiting for afterLease hook ({} s)",
-                AFTER_LEASE_TIMEOUT.as_secs()
-            ));
+            return Err(AfterLeaseError::Timeout(AFTER_LEASE_TIMEOUT.as_secs()));
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(100));
@@ -477,6 +455,7 @@ async fn lease_end(client: LeaseClient, name: String) {
     }
 }
 
+/// Dials the exporter of the lease through the router and waits for its beforeLease hook.
 async fn prepare(
     client: &LeaseClient,
     lease: &str,
@@ -487,27 +466,10 @@ async fn prepare(
         Client,
         tokio::task::JoinHandle<()>,
     ),
-    String,
+    CliError,
 > {
-    let channel = client.dial(lease).await.map_err(|e| describe(&e))?;
-    let session = Client::from_channel(channel.clone())
-        .await
-        .map_err(|e| e.to_string())?;
-    let logs = tokio::spawn(stream_logs(session.clone(), exporter_logs));
-    tracing::info!(
-        logger = "jumpstarter_cli.shell",
-        "Waiting for beforeLease hook to complete..."
-    );
-    match wait_ready(&session).await {
-        Ok(message) => {
-            if let Some(w) = message.strip_prefix(HOOK_WARNING_PREFIX) {
-                println!("Warning: {w}");
-            }
-            Ok((channel, session, logs))
-        }
-        Err(m) => {
-            logs.abort();
-            Err(m)
-        }
-    }
+    let channel = client.dial(lease).await.map_err(Controller)?;
+    let session = Client::from_channel(channel.clone()).await?;
+    let logs = hook_ready(&session, exporter_logs, "jumpstarter_cli.shell").await?;
+    Ok((channel, session, logs))
 }
