@@ -38,9 +38,9 @@ use crate::tree::{Child, Instance};
 
 type BoxResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// Client label reported for a hosted subtree whose host is not available (upstream's generic
-/// client class: any Python client can load it; calls fail with the host's error).
-pub use jumpstarter_protocol::wire::UNAVAILABLE_CLIENT;
+// The client label of a hosted subtree whose host is not available: upstream's generic client
+// class (any Python client can load it; calls fail with the host's error).
+use jumpstarter_protocol::wire::UNAVAILABLE_CLIENT;
 
 /// How long a failed relay waits for the host's supervisor to say why the host went away.
 const FAILURE_GRACE: Duration = Duration::from_secs(2);

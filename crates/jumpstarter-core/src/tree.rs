@@ -21,8 +21,8 @@ use crate::logs::{Level, LogHub};
 use crate::registry::{BuildContext, Registry, class_name};
 use crate::resource::Resources;
 
-/// The report labels and the composite's client class (defined with the other wire facts).
-pub use jumpstarter_protocol::wire::{CLIENT_LABEL, COMPOSITE_CLIENT, NAME_LABEL};
+// The report labels and the composite's client class (defined with the other wire facts).
+use jumpstarter_protocol::wire::{CLIENT_LABEL, COMPOSITE_CLIENT, NAME_LABEL};
 
 /// A node grouping its children; no methods of its own.
 #[derive(Debug, Default)]
@@ -650,6 +650,55 @@ mod tests {
     fn build(text: &str) -> Result<DriverTree, ConfigError> {
         let cfg = ExporterConfig::parse(text, Path::new("t.yaml"))?;
         DriverTree::from_config(&cfg, &registry(), &LogHub::new())
+    }
+
+    #[test]
+    fn factories_may_create_children_and_configured_ones_win() {
+        let mut r = registry();
+        r.register("a.Board", |_ctx| {
+            Ok(crate::registry::Built::new(Fake("board.Client"))
+                .child(
+                    "power",
+                    Instance::new(Arc::new(Fake("created.Power")), "x.P"),
+                )
+                .child(
+                    "console",
+                    Instance::new(Arc::new(Fake("created.Console")), "x.C"),
+                ))
+        });
+        let cfg = ExporterConfig::parse(
+            "metadata: {name: x}\nexport:\n  board:\n    type: a.Board\n    children:\n      power: {type: a.Power}\n      extra: {type: a.Power}\n",
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        let t = DriverTree::from_config(&cfg, &r, &LogHub::new()).unwrap();
+        let report = t.report();
+        let lines: Vec<(Option<&str>, &str)> = t
+            .entries()
+            .iter()
+            .zip(&report)
+            .map(|(e, r)| (e.name.as_deref(), r.labels[CLIENT_LABEL].as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (None, COMPOSITE_CLIENT),
+                (Some("board"), "board.Client"),
+                // Configured children first; the configured `power` wins over the created one.
+                (Some("power"), "power.Client"),
+                (Some("extra"), "power.Client"),
+                (Some("console"), "created.Console"),
+            ]
+        );
+        // Created children count against the tree's limits like configured ones.
+        let small = Limits {
+            tree_max_entries: 4,
+            ..Limits::default()
+        };
+        let err =
+            DriverTree::from_config_limited(&cfg, &r, &LogHub::new(), &HashMap::new(), &small)
+                .unwrap_err();
+        assert!(err.to_string().contains("tree_max_entries"), "{err}");
     }
 
     #[test]

@@ -108,12 +108,15 @@ impl Link {
         self.who.request(msg)
     }
 
-    async fn controller(&self) -> Result<ControllerServiceClient<H2Channel>, String> {
+    async fn controller(&self) -> Result<ControllerServiceClient<H2Channel>, ServeError> {
         let ch = self
             .settings
             .h2(&self.settings.endpoint)
             .await
-            .map_err(|e| format!("cannot reach the controller at {}: {e}", self.target))?;
+            .map_err(|source| ServeError::Connect {
+                target: self.target.to_string(),
+                source: Box::new(source),
+            })?;
         let origin = ch.origin();
         Ok(ControllerServiceClient::with_origin(ch, origin))
     }
@@ -195,12 +198,12 @@ impl Exporter {
         control: &Control,
         lease: &mut Option<ActiveLease>,
         backoff: &mut Duration,
-    ) -> Result<Option<Outcome>, String> {
+    ) -> Result<Option<Outcome>, ServeError> {
         let mut c = link.controller().await?;
         let probe = self
             .new_session(LogHub::new())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(ServeError::other)?;
         let report = probe.full_report();
         probe.close().await;
         c.register(link.request(RegisterRequest {
@@ -208,7 +211,7 @@ impl Exporter {
             reports: report.reports.clone(),
         }))
         .await
-        .map_err(|e| format!("Register failed: {}", e.message()))?;
+        .map_err(ServeError::rpc("Register failed"))?;
         let (status, message) = match lease {
             Some(l) => {
                 let s = l.session.status();
@@ -223,7 +226,7 @@ impl Exporter {
         let mut stream = c
             .status(link.request(StatusRequest {}))
             .await
-            .map_err(|e| format!("Status stream refused: {}", e.message()))?
+            .map_err(ServeError::rpc("Status stream refused"))?
             .into_inner();
         tracing::info!("registered with the controller at {}", link.target);
         loop {
@@ -233,8 +236,8 @@ impl Exporter {
             };
             let msg = match msg {
                 Some(Ok(m)) => m,
-                Some(Err(e)) => return Err(format!("Status stream failed: {}", e.message())),
-                None => return Err("Status stream ended".into()),
+                Some(Err(e)) => return Err(ServeError::rpc("Status stream failed")(e)),
+                None => return Err(ServeError::Ended("Status stream")),
             };
             *backoff = MIN_BACKOFF;
             let wanted: Option<String> = if msg.leased {
@@ -270,16 +273,16 @@ impl Exporter {
         name: &str,
         client: &str,
         control: &Control,
-    ) -> Result<(ActiveLease, Option<Outcome>), String> {
+    ) -> Result<(ActiveLease, Option<Outcome>), ServeError> {
         tracing::info!(lease = name, client, "lease started");
         let session = self
             .new_session(LogHub::new())
             .await
-            .map_err(|e| e.to_string())?;
-        let hook_dir = SocketDir::new().map_err(|e| e.to_string())?;
+            .map_err(ServeError::other)?;
+        let hook_dir = SocketDir::new().map_err(ServeError::other)?;
         let hook_server = session
             .serve_unix(hook_dir.path())
-            .map_err(|e| e.to_string())?;
+            .map_err(ServeError::other)?;
         let cancel = CancellationToken::new();
         let (conn_tx, conn_rx) = mpsc::channel::<Result<RouterStream, std::io::Error>>(8);
         let server = session.serve_incoming(ReceiverStream::new(conn_rx), None);
@@ -326,11 +329,11 @@ impl Exporter {
                             lease_name: lease_name.clone(),
                         }))
                         .await
-                        .map_err(|e| format!("Listen refused: {}", e.message()))?
+                        .map_err(ServeError::rpc("Listen refused"))?
                         .into_inner();
                     let mut refused = 0u64;
                     while let Some(m) = s.next().await {
-                        let m = m.map_err(|e| format!("Listen failed: {}", e.message()))?;
+                        let m = m.map_err(ServeError::rpc("Listen failed"))?;
                         let Ok(permit) = pending.clone().try_acquire_owned() else {
                             // One line per burst, not per Dial.
                             if refused == 0 {
@@ -356,8 +359,8 @@ impl Exporter {
                                 let t =
                                     router_stream(&m.router_endpoint, &m.router_token, &l4.dial)
                                         .await
-                                        .map_err(|e| e.to_string())?;
-                                t.paired(pairing_timeout).await.map_err(|e| e.to_string())
+                                        .map_err(ServeError::other)?;
+                                t.paired(pairing_timeout).await.map_err(ServeError::other)
                             };
                             let joined = tokio::select! {
                                 j = joined => j,
@@ -372,7 +375,7 @@ impl Exporter {
                             }
                         });
                     }
-                    Ok::<_, String>(())
+                    Ok::<_, ServeError>(())
                 };
                 tokio::select! {
                     r = listen => {
@@ -515,7 +518,7 @@ async fn report_status(
     link: &Link,
     status: ExporterStatus,
     message: &str,
-) -> Result<(), String> {
+) -> Result<(), ServeError> {
     c.report_status(link.request(ReportStatusRequest {
         status: status as i32,
         message: Some(message.to_string()),
@@ -523,7 +526,7 @@ async fn report_status(
     }))
     .await
     .map(|_| ())
-    .map_err(|e| format!("ReportStatus failed: {}", e.message()))
+    .map_err(ServeError::rpc("ReportStatus failed"))
 }
 
 async fn release(link: &Link, lease: &str) {
@@ -537,5 +540,37 @@ async fn release(link: &Link, lease: &str) {
         .await
     {
         tracing::debug!("ReleaseLease {lease}: {}", e.message());
+    }
+}
+
+/// Why the link to the controller (or one lease's serving) failed; logged, then retried.
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    #[error("cannot reach the controller at {target}: {source}")]
+    Connect {
+        target: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// An RPC the controller refused or that broke (`what`: "Register failed", ...).
+    #[error("{what}: {}", .status.message())]
+    Rpc {
+        what: &'static str,
+        #[source]
+        status: tonic::Status,
+    },
+    #[error("{0} ended")]
+    Ended(&'static str),
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ServeError {
+    fn rpc(what: &'static str) -> impl FnOnce(tonic::Status) -> ServeError {
+        move |status| ServeError::Rpc { what, status }
+    }
+
+    fn other(e: impl std::error::Error + Send + Sync + 'static) -> ServeError {
+        ServeError::Other(Box::new(e))
     }
 }

@@ -14,10 +14,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use clap::{Arg, ArgMatches, Command};
-use jumpstarter_core::tree::COMPOSITE_CLIENT;
 use jumpstarter_core::{Client, DriverClient};
 use jumpstarter_family::usage;
 use jumpstarter_family::{CliError, CliResult, Commands, Families, Node, Prepared, group};
+use jumpstarter_protocol::wire::COMPOSITE_CLIENT;
 
 use jumpstarter_family::generic;
 
@@ -52,7 +52,7 @@ impl Ctx<'_> {
             return Kind::Composite;
         }
         if let Err(note) = node.allowed_by(self.allow) {
-            return Kind::Denied(note);
+            return Kind::Denied(note.0);
         }
         match self.families.commands_for(class) {
             Some(c) => Kind::Family(c.clone()),
@@ -223,4 +223,62 @@ fn dispatch<'a>(
             Kind::Denied(reason) => Err(CliError::runtime(format!("{}: {reason}", node.name()))),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jumpstarter_core::testing::serve;
+    use jumpstarter_core::{DriverTree, Instance, Logger};
+    use jumpstarter_drivers::power::{MOCK_POWER, MockPower};
+
+    /// A node whose class has a command set and that has children offers both: its own
+    /// commands, and its children as groups (a child named like one of its commands is left
+    /// out, the command wins).
+    #[tokio::test]
+    async fn a_node_has_its_commands_and_its_children() {
+        let outer = Arc::new(MockPower::new(Logger::detached("outer")));
+        let inner = Arc::new(MockPower::new(Logger::detached("inner")));
+        let clash = Arc::new(MockPower::new(Logger::detached("clash")));
+        let tree = DriverTree::composite(vec![(
+            "power",
+            Instance::new(outer.clone(), MOCK_POWER)
+                .child("sub", Instance::new(inner.clone(), MOCK_POWER))
+                .child("on", Instance::new(clash.clone(), MOCK_POWER)),
+        )]);
+        let served = serve(tree).await.unwrap();
+        let families = jumpstarter_drivers::builtin();
+        let allow = Allow::from_env(&jumpstarter_config::Env::from_pairs([(
+            "JMP_DRIVERS_UNSAFE",
+            "1",
+        )]));
+        let cx = Ctx {
+            families: &families,
+            allow: &allow,
+            prepared: HashMap::new(),
+            argv: Vec::new(),
+        };
+        let root = served.client.root();
+        let cmd = composite("j", root, &[], &cx);
+        let power = cmd.find_subcommand("power").unwrap();
+        let names: Vec<&str> = power.get_subcommands().map(|c| c.get_name()).collect();
+        assert_eq!(names, ["on", "off", "cycle", "read", "sub"]);
+        assert!(
+            power
+                .find_subcommand("sub")
+                .unwrap()
+                .find_subcommand("on")
+                .is_some()
+        );
+
+        let run = |args: &[&str]| {
+            let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+            run(&served.client, &families, &allow, args)
+        };
+        assert_eq!(run(&["power", "sub", "on"]).await, 0);
+        assert!(inner.is_on() && !outer.is_on());
+        assert_eq!(run(&["power", "on"]).await, 0);
+        assert!(outer.is_on() && !clash.is_on());
+        served.shutdown().await;
+    }
 }

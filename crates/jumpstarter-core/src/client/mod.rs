@@ -264,12 +264,12 @@ impl DriverClient {
     /// Whether a driver allow-list lets a client use this node's typed client class
     /// (composites are structure and always allowed). `Err` carries the note to show in
     /// place of the node's commands: a disallowed node is shown, never dropped.
-    pub fn allowed_by(&self, allow: &jumpstarter_config::DriverAllow) -> Result<(), String> {
+    pub fn allowed_by(&self, allow: &jumpstarter_config::DriverAllow) -> Result<(), NotAllowed> {
         let class = self.client_class();
         if class == COMPOSITE_CLIENT || allow.allows(class) {
             Ok(())
         } else {
-            Err(allow.denial(class))
+            Err(NotAllowed(allow.denial(class)))
         }
     }
 
@@ -356,3 +356,9 @@ impl DriverClient {
         DriverStream::open(&self.rpc, request.to_string(), method).await
     }
 }
+
+/// A node the driver allow-list does not let this client drive; the text is the note shown in
+/// place of the node's commands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotAllowed(pub String);

@@ -34,14 +34,13 @@ pub fn ensure_crypto_provider() {
 }
 
 fn client() -> Result<&'static reqwest::Client, DriverError> {
-    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+    static CLIENT: OnceLock<Result<reqwest::Client, reqwest::Error>> = OnceLock::new();
     CLIENT
         .get_or_init(|| {
             ensure_crypto_provider();
             reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
-                .map_err(|e| e.to_string())
         })
         .as_ref()
         .map_err(|e| DriverError::Other(format!("cannot create an HTTP client: {e}")))
