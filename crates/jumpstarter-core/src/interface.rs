@@ -65,7 +65,8 @@
 //!   call's context (resource handles), not a wire argument.
 //! * `#[default(expr)]` (or `#[default]` for `Default::default()`) makes a parameter optional;
 //!   `Option<T>` parameters are optional with `None`; `#[rest] name: Vec<T>` takes every
-//!   further positional argument.
+//!   further positional argument; `#[nullable]` keeps a parameter required but hands a null
+//!   to the type's decoding instead of refusing it (a driver that checks the raw `Value`).
 //! * `#[wire = "name"]` exports a method under another name; `#[client = "name"]` names the
 //!   typed client's method (when a hand-written client method wraps the raw one).
 
@@ -99,6 +100,15 @@ pub fn required<T: DeserializeOwned>(v: Option<Value>, name: &str) -> Result<T, 
     match v {
         Some(v) if !v.is_null() => decode_arg(v, name),
         _ => Err(DriverError::invalid(format!("argument {name} is required"))),
+    }
+}
+
+/// A required argument that may be null (`#[nullable]`): absent is `argument NAME is
+/// required`, anything else (null included) is decoded as `T`.
+pub fn nullable<T: DeserializeOwned>(v: Option<Value>, name: &str) -> Result<T, DriverError> {
+    match v {
+        Some(v) => decode_arg(v, name),
+        None => Err(DriverError::invalid(format!("argument {name} is required"))),
     }
 }
 
@@ -356,6 +366,48 @@ mod tests {
                 Ok(())
             }
         }
+    }
+
+    /// `#[nullable]`: required in the table, and a null reaches the driver.
+    #[crate::interface(client = NullableClient, crate = crate)]
+    pub trait Nullable {
+        async fn show(&self, #[nullable] value: Value) -> Result<String, DriverError>;
+    }
+
+    struct N;
+
+    #[crate::async_trait]
+    impl Nullable for N {
+        async fn show(&self, value: Value) -> Result<String, DriverError> {
+            Ok(value.to_string())
+        }
+    }
+
+    crate::export! {
+        impl N {
+            client = "test.NullableClient";
+            interfaces = [Nullable];
+        }
+    }
+
+    #[tokio::test]
+    async fn nullable_parameters_are_required_and_take_null() {
+        let t = <N as Nullable>::__METHODS;
+        assert_eq!(t[0].params.len(), 1);
+        assert!(t[0].params[0].required);
+        let tree = DriverTree::composite(vec![("n", Instance::new(Arc::new(N), "t.N"))]);
+        let served = serve(tree).await.unwrap();
+        let node = served.client.get("n").unwrap().clone();
+        let n = NullableClient::new(node.clone());
+        assert_eq!(n.show(Value::Null).await.unwrap(), "null");
+        assert_eq!(n.show(Value::from(3)).await.unwrap(), "3");
+        let err = node.call("show", vec![]).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("N.show() missing 1 required positional argument: 'value'"),
+            "{err}"
+        );
+        served.shutdown().await;
     }
 
     #[test]

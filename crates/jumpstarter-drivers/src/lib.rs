@@ -28,10 +28,10 @@ pub fn builtin() -> Families {
         Ok(Arc::new(Composite))
     });
     power::register(&mut f);
-    network::register(f.drivers_mut());
+    network::register(&mut f);
     storage::register(f.drivers_mut());
     opendal::register(f.drivers_mut());
     shell::register(f.drivers_mut());
-    serial::register(f.drivers_mut());
+    serial::register(&mut f);
     f
 }

@@ -3,9 +3,7 @@
 //! jumpstarter-drivers/src/power/cli.rs for the shape).
 
 use clap::{ArgMatches, Command};
-use jumpstarter_drivers::network::NETWORK_CLIENT;
 use jumpstarter_drivers::opendal::OPENDAL_CLIENT;
-use jumpstarter_drivers::serial::PYSERIAL_CLIENT;
 use jumpstarter_drivers::shell::SHELL_CLIENT;
 use jumpstarter_drivers::storage::{
     CORE_FLASHER_CLIENT, FLASHER_CLIENT, STORAGE_MUX_CLIENT, STORAGE_MUX_FLASHER_CLIENT,
@@ -14,21 +12,10 @@ use jumpstarter_family::async_trait;
 use jumpstarter_family::{CliError, CliResult, Commands, Families, Node, Prepared};
 
 use super::storage::Flavour;
-use super::{CmdError, CmdResult, network, opendal, serial, shell, storage};
+use super::{CmdError, CmdResult, opendal, shell, storage};
 
 fn cli(r: CmdResult) -> CliResult {
     r.map_err(|CmdError(m)| CliError::runtime(m))
-}
-
-struct Network;
-#[async_trait(?Send)]
-impl Commands for Network {
-    fn command(&self, n: &Node<'_>) -> Command {
-        network::command(n.path, n.client)
-    }
-    async fn run(&self, n: &Node<'_>, m: &ArgMatches) -> CliResult {
-        cli(network::run(n.client, m).await)
-    }
 }
 
 struct Storage(Flavour);
@@ -53,17 +40,6 @@ impl Commands for Opendal {
     }
 }
 
-struct Serial;
-#[async_trait(?Send)]
-impl Commands for Serial {
-    fn command(&self, n: &Node<'_>) -> Command {
-        serial::command(n.path, n.client)
-    }
-    async fn run(&self, n: &Node<'_>, m: &ArgMatches) -> CliResult {
-        cli(serial::run(n.client, m).await)
-    }
-}
-
 struct Shell;
 #[async_trait(?Send)]
 impl Commands for Shell {
@@ -80,20 +56,12 @@ impl Commands for Shell {
 
 /// Adds the not-yet-moved command sets.
 pub fn register(f: &mut Families) {
-    f.commands(
-        &[
-            NETWORK_CLIENT,
-            "jumpstarter_driver_network.client.DbusNetworkClient",
-        ],
-        Network,
-    )
-    .commands(&[STORAGE_MUX_CLIENT], Storage(Flavour::Mux))
-    .commands(&[STORAGE_MUX_FLASHER_CLIENT], Storage(Flavour::MuxFlasher))
-    .commands(
-        &[FLASHER_CLIENT, CORE_FLASHER_CLIENT],
-        Storage(Flavour::Flasher),
-    )
-    .commands(&[OPENDAL_CLIENT], Opendal)
-    .commands(&[SHELL_CLIENT], Shell)
-    .commands(&[PYSERIAL_CLIENT], Serial);
+    f.commands(&[STORAGE_MUX_CLIENT], Storage(Flavour::Mux))
+        .commands(&[STORAGE_MUX_FLASHER_CLIENT], Storage(Flavour::MuxFlasher))
+        .commands(
+            &[FLASHER_CLIENT, CORE_FLASHER_CLIENT],
+            Storage(Flavour::Flasher),
+        )
+        .commands(&[OPENDAL_CLIENT], Opendal)
+        .commands(&[SHELL_CLIENT], Shell);
 }

@@ -10,9 +10,7 @@
 
 mod allow;
 mod legacy;
-mod network;
 mod opendal;
-mod serial;
 mod shell;
 mod storage;
 mod tree;

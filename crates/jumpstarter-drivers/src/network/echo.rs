@@ -1,4 +1,5 @@
-//! An in-memory byte stream that returns every chunk written to it, chunk by chunk.
+//! `EchoNetwork`, and the in-memory byte stream it serves: every chunk written to an
+//! [`EchoStream`] is returned, chunk by chunk.
 //!
 //! What is written and not yet read back is bounded by `limits.stream_buffer` bytes
 //! (`JMP_STREAM_BUFFER`): a client that writes and never reads makes its writes wait, so the
@@ -6,12 +7,49 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use jumpstarter_core::stream::{ByteReceiver, ByteSender, Chunk, byte_channel};
+use jumpstarter_core::{BoxStream, BuildContext, ConfigError, DriverError, Logger};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::{NETWORK_CLIENT, Network};
+
+/// `EchoNetwork`: every `connect` stream echoes what it receives.
+pub struct EchoNetwork {
+    logger: Logger,
+}
+
+impl EchoNetwork {
+    pub fn new(logger: Logger) -> Self {
+        EchoNetwork { logger }
+    }
+}
+
+#[async_trait]
+impl Network for EchoNetwork {
+    async fn connect(&self) -> Result<BoxStream, DriverError> {
+        self.logger.debug("Connecting Echo");
+        Ok(Box::new(EchoStream::new()))
+    }
+}
+
+jumpstarter_core::export! {
+    impl EchoNetwork {
+        client = NETWORK_CLIENT;
+        interfaces = [Network];
+    }
+}
+
+pub(super) fn build(ctx: &BuildContext<'_>) -> Result<Arc<EchoNetwork>, ConfigError> {
+    crate::config::ignore_unknown(ctx, &[]);
+    Ok(Arc::new(EchoNetwork::new(ctx.logger.clone())))
+}
+
+/// An in-memory byte stream that returns every chunk written to it (see the module docs).
 pub struct EchoStream {
     tx: Option<ByteSender>,
     rx: ByteReceiver,
@@ -88,7 +126,38 @@ impl AsyncWrite for EchoStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::network::{ECHO_NETWORK, NetworkClient};
+    use jumpstarter_core::testing::serve;
+    use jumpstarter_core::{DriverTree, Instance};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn echo_stream_round_trip() {
+        let tree = DriverTree::composite(vec![(
+            "echo",
+            Instance::new(
+                Arc::new(EchoNetwork::new(Logger::detached("e"))),
+                ECHO_NETWORK,
+            ),
+        )]);
+        let served = serve(tree).await.unwrap();
+        let net = NetworkClient::new(served.client.get("echo").unwrap().clone());
+        let mut s = net.connect().await.unwrap();
+        s.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        s.write_all(&vec![7u8; 3 << 20]).await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest.len(), 3 << 20);
+        assert!(rest.iter().all(|b| *b == 7));
+        // Echo has no address.
+        let err = net.address().await.unwrap_err();
+        assert!(err.as_call().unwrap().is_not_implemented());
+        served.shutdown().await;
+    }
 
     #[tokio::test]
     async fn echoes_then_ends() {

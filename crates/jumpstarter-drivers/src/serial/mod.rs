@@ -1,7 +1,10 @@
-//! Serial: the `PySerial` driver and `SerialClient` (with the [`Console`] expect helper).
+//! The serial family: the `PySerial` driver, `SerialClient` (with the [`Console`] expect
+//! helper), and `j <serial> pipe|start-console|call`.
 //!
 //! `type: jumpstarter_driver_pyserial.driver.PySerial`, client class
 //! `jumpstarter_driver_pyserial.client.PySerialClient` (drivers notes §2.2).
+//!
+//! Wire surface:
 //!
 //! | method | kind | args | result |
 //! |---|---|---|---|
@@ -21,365 +24,38 @@
 //! error, as pyserial reports it. `loop://` echoes, and ends once the client's input has ended
 //! and everything was echoed. `set_dtr`/`set_rts` do nothing on `loop://` and `socket://`.
 
+//!
+//! * [`interface`]: the interface, declared once, and `SerialClient`.
+//! * [`pyserial`]: `PySerial` and its config; [`port`], [`stream`], [`url`]: the tty, the
+//!   stream adapters and the URL forms it uses.
+//! * [`console`]: the expect helper; [`testing`]: a pty playing a device.
+//! * [`cli`]: the `j` commands.
+
+pub mod cli;
 pub mod console;
+pub mod interface;
 pub mod port;
+pub mod pyserial;
 pub mod stream;
 pub mod testing;
 pub mod url;
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use jumpstarter_family::Families;
 
-use async_trait::async_trait;
-use jumpstarter_core::client::DriverStream;
-use jumpstarter_core::{
-    Args, BoxStream, CallContext, ClientError, Driver, DriverClient, DriverError, Logger, Method,
-    Param, Registry, Value,
-};
-use serde::{Deserialize, Deserializer};
-use tokio_util::sync::CancellationToken;
-
-use crate::network::EchoStream;
 pub use console::{Console, ExpectError, Match};
-use port::Line;
-use stream::{Closable, LineStream, Throttled};
+pub use interface::{Serial, SerialClient};
+pub use port::PortError;
+pub use pyserial::{BuildError, DEFAULT_BAUDRATE, PySerial, SerialConfig};
 pub use url::{SerialUrl, UrlError};
 
 /// Client class of serial drivers.
 pub const PYSERIAL_CLIENT: &str = "jumpstarter_driver_pyserial.client.PySerialClient";
 pub const PYSERIAL: &str = "jumpstarter_driver_pyserial.driver.PySerial";
 
-pub const DEFAULT_BAUDRATE: u32 = 115_200;
-
-const METHODS: &[Method] = &[
-    Method::stream("connect").help("Open the serial port as a byte stream"),
-    Method::unary("close").help("Force-close every active connection to the serial port"),
-    Method::unary("set_dtr")
-        .params(&[Param::required("value")])
-        .help("Set the DTR control signal"),
-    Method::unary("set_rts")
-        .params(&[Param::required("value")])
-        .help("Set the RTS control signal"),
-];
-
-/// `PySerial`'s `config:`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SerialConfig {
-    pub url: String,
-    #[serde(default = "default_baudrate", deserialize_with = "baudrate")]
-    pub baudrate: u32,
-    #[serde(default = "crate::config::default_true")]
-    pub check_present: bool,
-    /// Kept as written, so the connect log line shows it as upstream does (`10` or `10.0`).
-    #[serde(default)]
-    pub cps: Option<serde_json::Number>,
-    #[serde(default)]
-    pub disable_hupcl: bool,
-}
-
-fn default_baudrate() -> u32 {
-    DEFAULT_BAUDRATE
-}
-
-/// A baud rate written as a number or a numeric string (pyserial calls `int()` on it).
-fn baudrate<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum B {
-        N(u32),
-        S(String),
-    }
-    let n = match B::deserialize(d)? {
-        B::N(n) => Some(n),
-        B::S(s) => s.trim().parse::<u32>().ok(),
-    };
-    n.filter(|n| *n > 0)
-        .ok_or_else(|| serde::de::Error::custom("the baud rate must be a positive whole number"))
-}
-
-impl SerialConfig {
-    pub fn new(url: impl Into<String>) -> Self {
-        SerialConfig {
-            url: url.into(),
-            baudrate: DEFAULT_BAUDRATE,
-            check_present: true,
-            cps: None,
-            disable_hupcl: false,
-        }
-    }
-
-    fn cps_rate(&self) -> Option<f64> {
-        self.cps.as_ref().and_then(serde_json::Number::as_f64)
-    }
-}
-
-/// `PySerial`: see the module docs.
-pub struct PySerial {
-    config: SerialConfig,
-    target: SerialUrl,
-    logger: Logger,
-    /// Parent of the tokens of active `connect` streams; `close()` cancels it (and replaces it
-    /// for later streams).
-    streams: Mutex<CancellationToken>,
-}
-
-/// Why a `PySerial` cannot be built.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BuildError {
-    #[error(transparent)]
-    Url(#[from] UrlError),
-    /// `check_present` could not open the device.
-    #[error("{0} (set check_present: false for devices that appear later)")]
-    NotPresent(String),
-}
-
-impl PySerial {
-    /// Builds the driver: parses the URL and, with `check_present`, opens the device once.
-    pub fn new(config: SerialConfig, logger: Logger) -> Result<PySerial, BuildError> {
-        let target = SerialUrl::parse(&config.url)?;
-        let driver = PySerial {
-            config,
-            target,
-            logger,
-            streams: Mutex::new(CancellationToken::new()),
-        };
-        if driver.config.check_present {
-            driver.check_present().map_err(BuildError::NotPresent)?;
-        }
-        Ok(driver)
-    }
-
-    /// Opens and closes the port (a TCP connection for `socket://`).
-    fn check_present(&self) -> Result<(), String> {
-        match &self.target {
-            SerialUrl::Loop => Ok(()),
-            SerialUrl::Device(path) => {
-                let (port, tuned) =
-                    port::open_blocking(path, self.config.baudrate, self.config.disable_hupcl)?;
-                self.log_hupcl(tuned);
-                drop(port);
-                Ok(())
-            }
-            SerialUrl::Socket { host, port } => {
-                use std::net::ToSocketAddrs;
-                let what = self.target.to_string();
-                let addrs = (host.as_str(), *port)
-                    .to_socket_addrs()
-                    .map_err(|e| format!("could not open port {what}: {e}"))?;
-                let mut last = None;
-                for addr in addrs {
-                    match std::net::TcpStream::connect_timeout(
-                        &addr,
-                        std::time::Duration::from_secs(5),
-                    ) {
-                        Ok(_) => return Ok(()),
-                        Err(e) => last = Some(e),
-                    }
-                }
-                Err(match last {
-                    Some(e) => format!("could not open port {what}: {e}"),
-                    None => format!("could not open port {what}: {host} has no addresses"),
-                })
-            }
-        }
-    }
-
-    fn log_hupcl(&self, tuned: port::Tuned) {
-        if tuned.hupcl_cleared {
-            self.logger
-                .debug(format!("Disabled HUPCL on {}", self.config.url));
-        }
-    }
-
-    /// Ends every active `connect` stream: their reads end, writes fail, devices are released.
-    pub fn close_streams(&self) {
-        let mut parent = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        let old = std::mem::replace(&mut *parent, CancellationToken::new());
-        old.cancel();
-    }
-
-    async fn open_line(&self) -> Result<BoxStream, DriverError> {
-        let cps = self.config.cps_rate();
-        match &self.target {
-            SerialUrl::Loop => Ok(Box::new(Throttled::new(EchoStream::new(), cps))),
-            SerialUrl::Socket { host, port } => {
-                let what = self.target.to_string();
-                let s = tokio::net::TcpStream::connect((host.as_str(), *port))
-                    .await
-                    .map_err(|e| DriverError::io(format!("could not open port {what}"), e))?;
-                let _ = s.set_nodelay(true);
-                Ok(Box::new(Throttled::new(LineStream::new(s, what), cps)))
-            }
-            SerialUrl::Device(path) => {
-                let (s, tuned) =
-                    port::open_async(path, self.config.baudrate, self.config.disable_hupcl)
-                        .map_err(DriverError::Other)?;
-                if tuned.hupcl_cleared {
-                    self.logger
-                        .info(format!("Disabled HUPCL on {}", self.config.url));
-                }
-                let what = path.display().to_string();
-                Ok(Box::new(Throttled::new(LineStream::new(s, what), cps)))
-            }
-        }
-    }
-
-    async fn set_line(&self, line: Line, args: &Args) -> Result<Value, DriverError> {
-        let value = truthy(args, line)?;
-        let SerialUrl::Device(path) = &self.target else {
-            // loop:// and socket:// have no modem lines to set; pyserial ignores the request.
-            self.logger.debug(format!(
-                "{}({value}) ignored on {}",
-                line.method(),
-                self.config.url
-            ));
-            return Ok(Value::Null);
-        };
-        let path: PathBuf = path.clone();
-        let (baud, no_hupcl) = (self.config.baudrate, self.config.disable_hupcl);
-        tokio::task::spawn_blocking(move || port::set_line(&path, baud, no_hupcl, line, value))
-            .await
-            .map_err(|e| DriverError::other(format!("{} failed: {e}", line.method())))?
-            .map_err(DriverError::Other)?;
-        Ok(Value::Null)
-    }
-}
-
-/// `value` as Python would take its truth: booleans, and numbers (non-zero is true).
-fn truthy(args: &Args, line: Line) -> Result<bool, DriverError> {
-    match args.raw(0) {
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(Value::Number(n)) => Ok(n.as_f64().is_some_and(|f| f != 0.0)),
-        other => Err(DriverError::invalid(format!(
-            "{}: value must be a boolean, got {}",
-            line.method(),
-            other.map_or("nothing".to_owned(), Value::to_string)
-        ))),
-    }
-}
-
-#[async_trait]
-impl Driver for PySerial {
-    fn client(&self) -> &str {
-        PYSERIAL_CLIENT
-    }
-
-    fn methods(&self) -> &[Method] {
-        METHODS
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        args: Args,
-        _ctx: &CallContext,
-    ) -> Result<Value, DriverError> {
-        match method {
-            "close" => {
-                self.logger.debug(format!(
-                    "close() closing connections to {}",
-                    self.config.url
-                ));
-                self.close_streams();
-                Ok(Value::Null)
-            }
-            "set_dtr" => self.set_line(Line::Dtr, &args).await,
-            "set_rts" => self.set_line(Line::Rts, &args).await,
-            other => Err(DriverError::method_not_found(other)),
-        }
-    }
-
-    async fn open_stream(&self, method: &str) -> Result<BoxStream, DriverError> {
-        if method != "connect" {
-            return Err(DriverError::method_not_found(method));
-        }
-        let cps_info = self
-            .config
-            .cps
-            .as_ref()
-            .map(|c| format!(", cps: {c}"))
-            .unwrap_or_default();
-        self.logger.info(format!(
-            "Connecting to {}, baudrate: {}{cps_info}",
-            self.config.url, self.config.baudrate
-        ));
-        let token = self
-            .streams
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .child_token();
-        let line = self.open_line().await?;
-        // Upstream logs the disconnection of real ports only.
-        let on_drop: Option<Box<dyn FnOnce() + Send>> = match self.target {
-            SerialUrl::Loop => None,
-            _ => {
-                let (logger, url) = (self.logger.clone(), self.config.url.clone());
-                Some(Box::new(move || {
-                    logger.info(format!("Disconnected from {url}"))
-                }))
-            }
-        };
-        Ok(Box::new(Closable::new(line, token, on_drop)))
-    }
-
-    /// The session ends: like upstream (whose exported `close` is also its close hook), every
-    /// active stream is closed.
-    async fn close(&self) {
-        self.close_streams();
-    }
-}
-
-pub fn register(r: &mut Registry) {
-    r.register(PYSERIAL, |ctx| {
-        let config: SerialConfig = ctx.config.parse()?;
-        let driver = PySerial::new(config, ctx.logger.clone())
-            .map_err(|e| ctx.config.error(Some("url"), format!("config.url: {e}")))?;
-        Ok(Arc::new(driver) as Arc<dyn Driver>)
-    });
-}
-
-/// The client of serial drivers.
-#[derive(Debug, Clone)]
-pub struct SerialClient {
-    pub driver: DriverClient,
-}
-
-impl SerialClient {
-    pub fn new(driver: DriverClient) -> Self {
-        SerialClient { driver }
-    }
-
-    /// Opens the `connect` stream: the serial line.
-    pub async fn connect(&self) -> Result<DriverStream, ClientError> {
-        self.driver.stream("connect").await
-    }
-
-    /// Opens the `connect` stream wrapped in an expect-style [`Console`].
-    pub async fn console(&self) -> Result<Console<DriverStream>, ClientError> {
-        Ok(Console::new(self.connect().await?))
-    }
-
-    /// Ends every active `connect` stream of the driver (from any client).
-    pub async fn close(&self) -> Result<(), ClientError> {
-        self.driver.call("close", vec![]).await.map(drop)
-    }
-
-    /// Sets the DTR line.
-    pub async fn set_dtr(&self, value: bool) -> Result<(), ClientError> {
-        self.driver
-            .call("set_dtr", vec![Value::Bool(value)])
-            .await
-            .map(drop)
-    }
-
-    /// Sets the RTS line.
-    pub async fn set_rts(&self, value: bool) -> Result<(), ClientError> {
-        self.driver
-            .call("set_rts", vec![Value::Bool(value)])
-            .await
-            .map(drop)
-    }
+/// The family's registration: driver types and `j` command sets.
+pub fn register(f: &mut Families) {
+    f.driver(PYSERIAL, pyserial::build)
+        .commands(&[PYSERIAL_CLIENT], cli::SerialCommands);
 }
 
 #[cfg(test)]

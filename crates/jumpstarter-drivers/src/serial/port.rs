@@ -11,7 +11,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::sys::termios::{self, BaudRate, ControlFlags, SetArg};
 use tokio_serial::{DataBits, FlowControl, Parity, SerialPort, SerialPortBuilder, StopBits};
@@ -49,9 +49,61 @@ fn builder(path: &Path, baudrate: u32) -> SerialPortBuilder {
         .exclusive(false)
 }
 
-/// pyserial's wording for a port that cannot be opened.
-pub fn open_error(path: &Path, e: impl std::fmt::Display) -> String {
-    format!("could not open port {}: {e}", path.display())
+/// Why a serial port (a tty, or the TCP end of a `socket://` URL) could not be used. The
+/// texts are pyserial's (`could not open port ...`), so they read as upstream's errors do.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// The tty could not be opened.
+    #[error("could not open port {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: tokio_serial::Error,
+    },
+    /// The tty opened, but its line settings could not be applied.
+    #[error("could not open port {}: {source}", path.display())]
+    Settings { path: PathBuf, source: io::Error },
+    /// The TCP end of a `socket://` URL did not accept a connection.
+    #[error("could not open port {what}: {source}")]
+    Socket { what: String, source: io::Error },
+    /// The host of a `socket://` URL resolved to nothing.
+    #[error("could not open port {what}: {host} has no addresses")]
+    NoAddresses { what: String, host: String },
+    /// `set_dtr` / `set_rts` failed on an open tty.
+    #[error("cannot set {} on {}: {}", line.name(), path.display(), line_failure(source))]
+    SetLine {
+        line: Line,
+        path: PathBuf,
+        source: tokio_serial::Error,
+    },
+}
+
+/// Whether a modem-line error is ENOTTY (nix 0.26 spells it "Not a typewriter").
+fn is_enotty(e: &tokio_serial::Error) -> bool {
+    e.description == "Not a typewriter" || e.description.contains("Inappropriate ioctl")
+}
+
+fn line_failure(e: &tokio_serial::Error) -> String {
+    if is_enotty(e) {
+        "Inappropriate ioctl for device (ENOTTY: the device has no modem control lines; \
+         pseudo-terminals never have them)"
+            .to_owned()
+    } else {
+        e.to_string()
+    }
+}
+
+fn open_failed(path: &Path) -> impl FnOnce(tokio_serial::Error) -> PortError + '_ {
+    move |source| PortError::Open {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn settings_failed(path: &Path) -> impl FnOnce(io::Error) -> PortError + '_ {
+    move |source| PortError::Settings {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Opens a tty for a `connect` stream (needs a tokio runtime).
@@ -59,10 +111,10 @@ pub fn open_async(
     path: &Path,
     baudrate: u32,
     disable_hupcl: bool,
-) -> Result<(tokio_serial::SerialStream, Tuned), String> {
-    let port = tokio_serial::SerialStream::open(&builder(path, baudrate))
-        .map_err(|e| open_error(path, e))?;
-    let tuned = tune(path, baudrate, disable_hupcl).map_err(|e| open_error(path, e))?;
+) -> Result<(tokio_serial::SerialStream, Tuned), PortError> {
+    let port =
+        tokio_serial::SerialStream::open(&builder(path, baudrate)).map_err(open_failed(path))?;
+    let tuned = tune(path, baudrate, disable_hupcl).map_err(settings_failed(path))?;
     Ok((port, tuned))
 }
 
@@ -71,11 +123,9 @@ pub fn open_blocking(
     path: &Path,
     baudrate: u32,
     disable_hupcl: bool,
-) -> Result<(Box<dyn SerialPort>, Tuned), String> {
-    let port = builder(path, baudrate)
-        .open()
-        .map_err(|e| open_error(path, e))?;
-    let tuned = tune(path, baudrate, disable_hupcl).map_err(|e| open_error(path, e))?;
+) -> Result<(Box<dyn SerialPort>, Tuned), PortError> {
+    let port = builder(path, baudrate).open().map_err(open_failed(path))?;
+    let tuned = tune(path, baudrate, disable_hupcl).map_err(settings_failed(path))?;
     Ok((port, tuned))
 }
 
@@ -86,23 +136,16 @@ pub fn set_line(
     disable_hupcl: bool,
     line: Line,
     value: bool,
-) -> Result<(), String> {
+) -> Result<(), PortError> {
     let (mut port, _) = open_blocking(path, baudrate, disable_hupcl)?;
     let r = match line {
         Line::Dtr => port.write_data_terminal_ready(value),
         Line::Rts => port.write_request_to_send(value),
     };
-    r.map_err(|e| {
-        let what = format!("cannot set {} on {}", line.name(), path.display());
-        // ENOTTY (nix 0.26 spells it "Not a typewriter").
-        if e.description == "Not a typewriter" || e.description.contains("Inappropriate ioctl") {
-            format!(
-                "{what}: Inappropriate ioctl for device (ENOTTY: the device has no modem \
-                 control lines; pseudo-terminals never have them)"
-            )
-        } else {
-            format!("{what}: {e}")
-        }
+    r.map_err(|source| PortError::SetLine {
+        line,
+        path: path.to_owned(),
+        source,
     })
 }
 

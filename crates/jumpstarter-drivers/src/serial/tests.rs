@@ -2,12 +2,13 @@
 //! config errors.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jumpstarter_config::ExporterConfig;
-use jumpstarter_core::client::Code;
+use jumpstarter_core::client::{Code, DriverStream};
 use jumpstarter_core::testing::{Served, serve_with_logs};
-use jumpstarter_core::{DriverTree, Instance, Level, LogHub};
+use jumpstarter_core::{ClientError, DriverTree, Instance, Level, LogHub, Logger};
 use nix::sys::termios::{self, BaudRate, ControlFlags, LocalFlags};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -92,6 +93,35 @@ async fn loop_echoes_and_ends_after_the_clients_input() {
     assert!(
         !logs.iter().any(|l| l.starts_with("Disconnected")),
         "{logs:?}"
+    );
+    served.shutdown().await;
+}
+
+/// `value` is taken as Python takes its truth; anything else, null included, is refused with
+/// the driver's own text (INVALID_ARGUMENT), and a missing one is Python's TypeError.
+#[tokio::test]
+async fn modem_line_values_are_checked_by_the_driver() {
+    let (served, _hub) = serve_drivers(vec![("serial", SerialConfig::new("loop://"))]).await;
+    let serial = client(&served, "serial");
+    for ok in [json!(true), json!(0), json!(2.5)] {
+        serial.driver.call("set_dtr", vec![ok]).await.unwrap();
+    }
+    for (bad, shown) in [
+        (json!(null), "null"),
+        (json!("yes"), "\"yes\""),
+        (json!([1]), "[1]"),
+    ] {
+        let err = serial.driver.call("set_rts", vec![bad]).await.unwrap_err();
+        assert_eq!(call_code(&err), Code::InvalidArgument, "{err}");
+        assert_eq!(
+            err.as_call().unwrap().message,
+            format!("set_rts: value must be a boolean, got {shown}")
+        );
+    }
+    let err = serial.driver.call("set_dtr", vec![]).await.unwrap_err();
+    assert_eq!(
+        err.as_call().unwrap().message,
+        "PySerial.set_dtr() missing 1 required positional argument: 'value'"
     );
     served.shutdown().await;
 }

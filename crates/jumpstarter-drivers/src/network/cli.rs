@@ -7,13 +7,26 @@ use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 use jumpstarter_core::DriverClient;
 use jumpstarter_core::socket::SocketDir;
 use jumpstarter_core::stream::splice;
-use jumpstarter_drivers::network::{NetworkClient, split_host_port, strip_scheme};
-
-use super::{CmdError, CmdResult};
 use jumpstarter_family::stdio::stdio;
-use jumpstarter_family::{group, help_for};
+use jumpstarter_family::{CliError, CliResult, Commands, Node, async_trait, group, help_for};
 
-pub fn command(path: &str, node: &DriverClient) -> Command {
+use super::{NetworkClient, split_host_port, strip_scheme};
+
+/// The commands of `NetworkClient` (and `DbusNetworkClient`).
+pub struct NetworkCommands;
+
+#[async_trait(?Send)]
+impl Commands for NetworkCommands {
+    fn command(&self, node: &Node<'_>) -> Command {
+        command(node.path, node.client)
+    }
+
+    async fn run(&self, node: &Node<'_>, m: &ArgMatches) -> CliResult {
+        run(node.client, m).await
+    }
+}
+
+fn command(path: &str, node: &DriverClient) -> Command {
     group(path, node, "Generic Network Connection")
         .subcommand(
             Command::new("address")
@@ -60,7 +73,7 @@ pub fn command(path: &str, node: &DriverClient) -> Command {
         )
 }
 
-pub async fn run(node: &DriverClient, m: &ArgMatches) -> CmdResult {
+async fn run(node: &DriverClient, m: &ArgMatches) -> CliResult {
     let net = NetworkClient::new(node.clone());
     match m.subcommand() {
         Some(("address", sub)) => address(&net, sub.get_flag("host"), sub.get_flag("port")).await,
@@ -75,25 +88,25 @@ pub async fn run(node: &DriverClient, m: &ArgMatches) -> CmdResult {
         Some(("forward-unix", sub)) => {
             forward_unix(&net, sub.get_one::<PathBuf>("path").cloned()).await
         }
-        Some(("connect", _)) => Ok(stdio(net.connect().await?).await?),
+        Some(("connect", _)) => stdio(net.connect().await?).await,
         _ => unreachable!("clap requires a sub-command"),
     }
 }
 
-async fn address(net: &NetworkClient, host: bool, port: bool) -> CmdResult {
+async fn address(net: &NetworkClient, host: bool, port: bool) -> CliResult {
     let addr = match net.address().await {
         Ok(a) => a,
         Err(e) => {
             if let Some(call) = e.as_call() {
                 if call.is_invalid_argument() {
-                    return Err(CmdError(format!(
+                    return Err(CliError::runtime(format!(
                         "enable_address mode is not true in the exporter configuration: {}",
                         call.message
                     )));
                 }
                 if call.is_not_implemented() {
-                    return Err(CmdError(
-                        "This exporter does not support direct connection yet, update exporter to 0.7.1 or later".into(),
+                    return Err(CliError::runtime(
+                        "This exporter does not support direct connection yet, update exporter to 0.7.1 or later",
                     ));
                 }
             }
@@ -109,10 +122,10 @@ async fn address(net: &NetworkClient, host: bool, port: bool) -> CmdResult {
     Ok(0)
 }
 
-async fn forward_tcp(net: &NetworkClient, host: &str, port: u16) -> CmdResult {
+async fn forward_tcp(net: &NetworkClient, host: &str, port: u16) -> CliResult {
     let listener = tokio::net::TcpListener::bind((host, port))
         .await
-        .map_err(|e| CmdError(format!("cannot listen on {host}:{port}: {e}")))?;
+        .map_err(|e| CliError::runtime(format!("cannot listen on {host}:{port}: {e}")))?;
     match listener.local_addr()? {
         std::net::SocketAddr::V6(a) => println!("[{}]:{}", a.ip(), a.port()),
         std::net::SocketAddr::V4(a) => println!("{}:{}", a.ip(), a.port()),
@@ -126,7 +139,7 @@ async fn forward_tcp(net: &NetworkClient, host: &str, port: u16) -> CmdResult {
     .await
 }
 
-async fn forward_unix(net: &NetworkClient, path: Option<PathBuf>) -> CmdResult {
+async fn forward_unix(net: &NetworkClient, path: Option<PathBuf>) -> CliResult {
     let (_dir, path) = match path {
         Some(p) => (None, p),
         None => {
@@ -136,7 +149,7 @@ async fn forward_unix(net: &NetworkClient, path: Option<PathBuf>) -> CmdResult {
         }
     };
     let listener = tokio::net::UnixListener::bind(&path)
-        .map_err(|e| CmdError(format!("cannot listen on {}: {e}", path.display())))?;
+        .map_err(|e| CliError::runtime(format!("cannot listen on {}: {e}", path.display())))?;
     println!("{}", path.display());
     let l = &listener;
     let result = serve_forward(net, || async move { l.accept().await.map(|(s, _)| s) }).await;
@@ -145,7 +158,7 @@ async fn forward_unix(net: &NetworkClient, path: Option<PathBuf>) -> CmdResult {
 }
 
 /// Accepts connections until interrupted; each one gets its own `connect` stream.
-async fn serve_forward<F, Fut, S>(net: &NetworkClient, mut accept: F) -> CmdResult
+async fn serve_forward<F, Fut, S>(net: &NetworkClient, mut accept: F) -> CliResult
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::io::Result<S>>,

@@ -15,14 +15,12 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 use jumpstarter_core::DriverClient;
-use jumpstarter_drivers::serial::SerialClient;
+use jumpstarter_family::{CliError, CliResult, Commands, Node, async_trait, generic, usage};
+use jumpstarter_family::{HELP_TEMPLATE, group, help_for};
 use nix::sys::termios::{self, SetArg, Termios};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{CmdError, CmdResult};
-use jumpstarter_family::generic;
-use jumpstarter_family::usage;
-use jumpstarter_family::{group, help_for};
+use super::SerialClient;
 
 /// Where a usage error of `pipe` learns the command path (for `Usage: j serial pipe ...`).
 const PATH_ARG: &str = "jmp-command-path";
@@ -33,10 +31,6 @@ const PATH_ARG: &str = "jmp-command-path";
 const SEND_GRACE: Duration = Duration::from_secs(1);
 
 const CTRL_B: u8 = 0x02;
-
-/// click's help layout (usage first), as the groups of the tree use.
-const HELP_TEMPLATE: &str =
-    "{usage-heading} {usage}\n\n{about-with-newline}\n{all-args}{after-help}";
 
 const PIPE_HELP: &str = "Pipe the serial port to stdout or a file, and stdin to the serial port";
 /// Shown by `pipe --help` between the summary and the options.
@@ -51,7 +45,21 @@ Examples:
   printf 'reboot\\n' | j serial pipe
   cat script.txt | j serial pipe --no-output";
 
-pub fn command(path: &str, node: &DriverClient) -> Command {
+/// The commands of `PySerialClient`.
+pub struct SerialCommands;
+
+#[async_trait(?Send)]
+impl Commands for SerialCommands {
+    fn command(&self, node: &Node<'_>) -> Command {
+        command(node.path, node.client)
+    }
+
+    async fn run(&self, node: &Node<'_>, m: &ArgMatches) -> CliResult {
+        run(node.client, m).await
+    }
+}
+
+fn command(path: &str, node: &DriverClient) -> Command {
     let pipe = match node.methods_description().get("pipe") {
         Some(help) => Command::new("pipe").about(help.clone()),
         None => Command::new("pipe")
@@ -122,12 +130,12 @@ fn pipe_args(cmd: Command, path: &str) -> Command {
     )
 }
 
-pub async fn run(node: &DriverClient, m: &ArgMatches) -> CmdResult {
+async fn run(node: &DriverClient, m: &ArgMatches) -> CliResult {
     let serial = SerialClient::new(node.clone());
     match m.subcommand() {
         Some(("pipe", sub)) => pipe(&serial, sub).await,
         Some(("start-console", _)) => start_console(&serial).await,
-        Some(("call", _)) => Ok(generic::run(node, m).await?),
+        Some(("call", _)) => generic::run(node, m).await,
         _ => unreachable!("clap requires a sub-command"),
     }
 }
@@ -199,7 +207,7 @@ pub fn plan(o: &PipeOptions, stdin_is_tty: bool) -> Result<PipePlan, &'static st
 }
 
 /// Prints a usage error the way the rest of `j` does (click's layout) and returns its code.
-fn usage_error(path: &str, message: &str) -> CmdResult {
+fn usage_error(path: &str, message: &str) -> CliResult {
     let err = pipe_args(Command::new("pipe"), path)
         .bin_name(path)
         .error(ErrorKind::ArgumentConflict, message);
@@ -208,7 +216,7 @@ fn usage_error(path: &str, message: &str) -> CmdResult {
     Ok(r.code)
 }
 
-async fn pipe(serial: &SerialClient, m: &ArgMatches) -> CmdResult {
+async fn pipe(serial: &SerialClient, m: &ArgMatches) -> CliResult {
     let opts = PipeOptions {
         output: m.get_one::<PathBuf>("output").cloned(),
         input: m.get_flag("input"),
@@ -237,7 +245,7 @@ async fn pipe(serial: &SerialClient, m: &ArgMatches) -> CmdResult {
                 .truncate(!opts.append)
                 .open(path)
                 .await
-                .map_err(|e| CmdError(format!("cannot open {}: {e}", path.display())))?;
+                .map_err(|e| CliError::runtime(format!("cannot open {}: {e}", path.display())))?;
             Some((Box::new(file), false))
         }
     };
@@ -254,7 +262,7 @@ async fn pipe_stream(
     serial: &SerialClient,
     input: bool,
     out: Option<(Box<dyn AsyncWrite + Unpin>, bool)>,
-) -> CmdResult {
+) -> CliResult {
     let stream = serial.connect().await?;
     let (mut rd, mut wr) = tokio::io::split(stream);
     let Some((mut out, is_stdout)) = out else {
@@ -270,7 +278,7 @@ async fn pipe_stream(
         })
         .await;
         if read != sent {
-            return Err(CmdError(format!(
+            return Err(CliError::runtime(format!(
                 "stdin forwarding incomplete: read {read} bytes but sent {sent} bytes"
             )));
         }
@@ -308,7 +316,9 @@ async fn pipe_stream(
                 if is_stdout && e.kind() == std::io::ErrorKind::BrokenPipe {
                     return Ok(0);
                 }
-                return Err(CmdError(format!("cannot write the serial output: {e}")));
+                return Err(CliError::runtime(format!(
+                    "cannot write the serial output: {e}"
+                )));
             }
         }
     };
@@ -398,20 +408,19 @@ enum ConsoleEnd {
     Signal(i32),
 }
 
-async fn start_console(serial: &SerialClient) -> CmdResult {
+async fn start_console(serial: &SerialClient) -> CliResult {
     if !std::io::stdin().is_terminal() {
-        return Err(CmdError(
+        return Err(CliError::runtime(
             "start-console needs a terminal, but stdin is not a TTY; \
-             use `pipe` to connect the serial port to pipes or files"
-                .into(),
+             use `pipe` to connect the serial port to pipes or files",
         ));
     }
     let stream = serial.connect().await?;
     // Signals are caught before the terminal goes raw, so none can leave it raw.
     let signals = watch_signals();
     let end = {
-        let _raw =
-            RawMode::enter().map_err(|e| CmdError(format!("cannot set up the terminal: {e}")))?;
+        let _raw = RawMode::enter()
+            .map_err(|e| CliError::runtime(format!("cannot set up the terminal: {e}")))?;
         console_loop(stream, signals).await
     };
     match end {
@@ -427,7 +436,9 @@ async fn start_console(serial: &SerialClient) -> CmdResult {
             );
             Ok(1)
         }
-        ConsoleEnd::OutputFailed(e) => Err(CmdError(format!("cannot write to the terminal: {e}"))),
+        ConsoleEnd::OutputFailed(e) => Err(CliError::runtime(format!(
+            "cannot write to the terminal: {e}"
+        ))),
         ConsoleEnd::Signal(n) => Ok(128 + n),
     }
 }
