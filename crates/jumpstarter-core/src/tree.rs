@@ -698,7 +698,7 @@ mod tests {
         let err =
             DriverTree::from_config_limited(&cfg, &r, &LogHub::new(), &HashMap::new(), &small)
                 .unwrap_err();
-        assert!(err.to_string().contains("tree_max_entries"), "{err}");
+        assert!(err.to_string().contains("JMP_TREE_MAX_ENTRIES"), "{err}");
     }
 
     #[test]
