@@ -11,10 +11,8 @@
 mod allow;
 mod legacy;
 mod network;
-mod opendal;
 mod serial;
 mod shell;
-mod storage;
 mod tree;
 
 use std::ffi::OsString;
