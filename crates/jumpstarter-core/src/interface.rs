@@ -55,7 +55,9 @@
 //!
 //! [`export!`](crate::export) then implements [`Driver`](crate::Driver) for a type from one or
 //! more interfaces (their tables concatenated, calls routed to the interface that lists the
-//! method), plus any other `Driver` items (`labels`, `reset`, `close`, ...).
+//! method), plus any other `Driver` items (`labels`, `reset`, `close`, ...). Its `client = ...`
+//! is the client-class label, or a function of the driver (`Self::label`) for a type whose
+//! instances have different client classes ([`ClientLabel`]).
 //!
 //! # The rules
 //! * Unary methods are `async fn(&self, ..) -> Result<T, DriverError>`; `T: Serialize`.
@@ -65,8 +67,9 @@
 //!   call's context (resource handles), not a wire argument.
 //! * `#[default(expr)]` (or `#[default]` for `Default::default()`) makes a parameter optional;
 //!   `Option<T>` parameters are optional with `None`; `#[rest] name: Vec<T>` takes every
-//!   further positional argument; `#[nullable]` keeps a parameter required but hands a null
-//!   to the type's decoding instead of refusing it (a driver that checks the raw `Value`).
+//!   further positional argument.
+//! * `#[raw] name: Value` takes a required argument as sent, null included, without decoding
+//!   (a resource handle the method opens itself, reporting a bad one in its own words).
 //! * `#[wire = "name"]` exports a method under another name; `#[client = "name"]` names the
 //!   typed client's method (when a hand-written client method wraps the raw one).
 
@@ -103,15 +106,6 @@ pub fn required<T: DeserializeOwned>(v: Option<Value>, name: &str) -> Result<T, 
     }
 }
 
-/// A required argument that may be null (`#[nullable]`): absent is `argument NAME is
-/// required`, anything else (null included) is decoded as `T`.
-pub fn nullable<T: DeserializeOwned>(v: Option<Value>, name: &str) -> Result<T, DriverError> {
-    match v {
-        Some(v) => decode_arg(v, name),
-        None => Err(DriverError::invalid(format!("argument {name} is required"))),
-    }
-}
-
 /// An optional argument: `default()` when absent or null.
 pub fn optional<T: DeserializeOwned>(
     v: Option<Value>,
@@ -121,6 +115,30 @@ pub fn optional<T: DeserializeOwned>(
     match v {
         Some(v) if !v.is_null() => decode_arg(v, name),
         _ => Ok(default()),
+    }
+}
+
+/// A `#[raw]` argument: as sent, null when absent.
+pub fn raw(v: Option<Value>) -> Value {
+    v.unwrap_or(Value::Null)
+}
+
+/// What `client = ...` in [`export!`](crate::export) accepts: the client-class label
+/// (`&'static str`), or a function of the driver returning it (`fn(&D) -> &str`, e.g. a method
+/// `Self::client_label`) for a type whose instances have different client classes.
+pub trait ClientLabel<D: ?Sized> {
+    fn client_label(self, driver: &D) -> &str;
+}
+
+impl<D: ?Sized> ClientLabel<D> for &'static str {
+    fn client_label(self, _driver: &D) -> &str {
+        self
+    }
+}
+
+impl<D: ?Sized, F: Fn(&D) -> &str> ClientLabel<D> for F {
+    fn client_label(self, driver: &D) -> &str {
+        self(driver)
     }
 }
 
@@ -184,7 +202,8 @@ pub fn decode_items<T: DeserializeOwned + Send + 'static>(
 /// ```ignore
 /// jumpstarter_core::export! {
 ///     impl MockPower {
-///         client = POWER_CLIENT;           // the `jumpstarter.dev/client` label
+///         client = POWER_CLIENT;           // the `jumpstarter.dev/client` label (or a
+///                                          // `fn(&Self) -> &str`: see `ClientLabel`)
 ///         interfaces = [Power, PowerState]; // tables concatenated in this order
 ///         // optional: any other `Driver` items, e.g.
 ///         async fn reset(&self) -> Result<(), DriverError> { Ok(()) }
@@ -197,7 +216,7 @@ macro_rules! export {
         #[$crate::async_trait]
         impl $crate::Driver for $ty {
             fn client(&self) -> &str {
-                $client
+                $crate::interface::ClientLabel::client_label($client, self)
             }
 
             fn methods(&self) -> &[$crate::Method] {
@@ -368,10 +387,10 @@ mod tests {
         }
     }
 
-    /// `#[nullable]`: required in the table, and a null reaches the driver.
+    /// `#[raw]`: required in the table, and a null reaches the driver as sent.
     #[crate::interface(client = NullableClient, crate = crate)]
     pub trait Nullable {
-        async fn show(&self, #[nullable] value: Value) -> Result<String, DriverError>;
+        async fn show(&self, #[raw] value: Value) -> Result<String, DriverError>;
     }
 
     struct N;
@@ -391,7 +410,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn nullable_parameters_are_required_and_take_null() {
+    async fn raw_parameters_are_required_and_take_null() {
         let t = <N as Nullable>::__METHODS;
         assert_eq!(t[0].params.len(), 1);
         assert!(t[0].params[0].required);
@@ -506,6 +525,63 @@ mod tests {
         s.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"ping");
         drop(s);
+        served.shutdown().await;
+    }
+    /// `#[raw]` arguments and a client label that is a function of the driver.
+    #[crate::interface(client = RawClient, crate = crate)]
+    pub trait Raw {
+        async fn echo(&self, #[raw] v: Value, n: Option<u32>) -> Result<Value, DriverError>;
+    }
+
+    struct R(&'static str);
+
+    impl R {
+        fn label(&self) -> &str {
+            self.0
+        }
+    }
+
+    #[crate::async_trait]
+    impl Raw for R {
+        async fn echo(&self, v: Value, n: Option<u32>) -> Result<Value, DriverError> {
+            Ok(serde_json::json!([v, n]))
+        }
+    }
+
+    crate::export! {
+        impl R {
+            client = R::label;
+            interfaces = [Raw];
+        }
+    }
+
+    #[tokio::test]
+    async fn raw_arguments_and_per_instance_client_labels() {
+        let t = <R as Raw>::__METHODS;
+        assert!(t[0].params[0].required && !t[0].params[1].required);
+        assert_eq!(crate::Driver::client(&R("a.A")), "a.A");
+        assert_eq!(crate::Driver::client(&R("b.B")), "b.B");
+        let tree = DriverTree::composite(vec![("r", Instance::new(Arc::new(R("x.X")), "t.R"))]);
+        let served = serve(tree).await.unwrap();
+        let node = served.client.get("r").unwrap().clone();
+        assert_eq!(node.client_class(), "x.X");
+        let r = RawClient::new(node.clone());
+        // Null and any shape arrive as sent.
+        assert_eq!(
+            r.echo(Value::Null, None).await.unwrap(),
+            serde_json::json!([null, null])
+        );
+        assert_eq!(
+            r.echo(serde_json::json!({"k": 1}), Some(2)).await.unwrap(),
+            serde_json::json!([{"k": 1}, 2])
+        );
+        // Still a required parameter.
+        let err = node.call("echo", vec![]).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("R.echo() missing 1 required positional argument: 'v'"),
+            "{err}"
+        );
         served.shutdown().await;
     }
 }

@@ -29,8 +29,8 @@ pub fn builtin() -> Families {
     });
     power::register(&mut f);
     network::register(&mut f);
-    storage::register(f.drivers_mut());
-    opendal::register(f.drivers_mut());
+    storage::register(&mut f);
+    opendal::register(&mut f);
     shell::register(f.drivers_mut());
     serial::register(&mut f);
     f

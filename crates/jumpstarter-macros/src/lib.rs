@@ -78,9 +78,8 @@ struct Param {
     /// `None`: required. `Some(expr)`: the value when absent or null.
     default: Option<Tokens>,
     rest: bool,
-    /// `#[nullable]`: required, but a null is decoded as the type's value instead of being
-    /// refused (for drivers that check the raw value themselves).
-    nullable: bool,
+    /// `#[raw]`: the argument as sent (null included), not decoded.
+    raw: bool,
     /// The client takes `Option<T>` for this parameter (optional ones that are not already
     /// `Option<_>` on the driver side are wrapped).
     option_type: bool,
@@ -143,8 +142,8 @@ fn expand(args: InterfaceArgs, mut item: syn::ItemTrait) -> syn::Result<Tokens> 
             let n = p.ident.to_string();
             if p.rest {
                 quote!(let #id: #ty = #krate::interface::rest(&mut __args, #n)?;)
-            } else if p.nullable {
-                quote!(let #id: #ty = #krate::interface::nullable(__args.next(), #n)?;)
+            } else if p.raw {
+                quote!(let #id: #ty = #krate::interface::raw(__args.next());)
             } else if let Some(d) = &p.default {
                 quote!(let #id: #ty = #krate::interface::optional(__args.next(), #n, || #d)?;)
             } else {
@@ -403,7 +402,7 @@ fn method(f: &mut TraitItemFn) -> syn::Result<Method> {
         }
         let mut default = None;
         let mut rest = false;
-        let mut nullable = false;
+        let mut raw = false;
         let mut keep = Vec::new();
         for a in pt.attrs.drain(..) {
             if a.path().is_ident("default") {
@@ -416,20 +415,20 @@ fn method(f: &mut TraitItemFn) -> syn::Result<Method> {
                 });
             } else if a.path().is_ident("rest") {
                 rest = true;
-            } else if a.path().is_ident("nullable") {
-                nullable = true;
+            } else if a.path().is_ident("raw") {
+                raw = true;
             } else {
                 keep.push(a);
             }
         }
         pt.attrs = keep;
-        if nullable && (rest || default.is_some()) {
+        if raw && (rest || default.is_some()) {
             return Err(Error::new(
                 ident.span(),
-                "#[nullable] is for required parameters (not with #[default] or #[rest])",
+                "a #[raw] parameter is required (no #[default] or #[rest])",
             ));
         }
-        let option_type = option_inner(&pt.ty).is_some() && !nullable;
+        let option_type = !raw && option_inner(&pt.ty).is_some();
         if option_type && default.is_none() {
             default = Some(quote!(::core::option::Option::None));
         }
@@ -444,7 +443,7 @@ fn method(f: &mut TraitItemFn) -> syn::Result<Method> {
             ty: (*pt.ty).clone(),
             default,
             rest,
-            nullable,
+            raw,
             option_type,
         });
     }

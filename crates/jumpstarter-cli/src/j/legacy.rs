@@ -3,41 +3,14 @@
 //! jumpstarter-drivers/src/power/cli.rs for the shape).
 
 use clap::{ArgMatches, Command};
-use jumpstarter_drivers::opendal::OPENDAL_CLIENT;
 use jumpstarter_drivers::shell::SHELL_CLIENT;
-use jumpstarter_drivers::storage::{
-    CORE_FLASHER_CLIENT, FLASHER_CLIENT, STORAGE_MUX_CLIENT, STORAGE_MUX_FLASHER_CLIENT,
-};
 use jumpstarter_family::async_trait;
 use jumpstarter_family::{CliError, CliResult, Commands, Families, Node, Prepared};
 
-use super::storage::Flavour;
-use super::{CmdError, CmdResult, opendal, shell, storage};
+use super::{CmdError, CmdResult, shell};
 
 fn cli(r: CmdResult) -> CliResult {
     r.map_err(|CmdError(m)| CliError::runtime(m))
-}
-
-struct Storage(Flavour);
-#[async_trait(?Send)]
-impl Commands for Storage {
-    fn command(&self, n: &Node<'_>) -> Command {
-        storage::command(n.path, n.client, self.0)
-    }
-    async fn run(&self, n: &Node<'_>, m: &ArgMatches) -> CliResult {
-        cli(storage::run(n.client, m, self.0).await)
-    }
-}
-
-struct Opendal;
-#[async_trait(?Send)]
-impl Commands for Opendal {
-    fn command(&self, n: &Node<'_>) -> Command {
-        opendal::command(n.path, n.client)
-    }
-    async fn run(&self, n: &Node<'_>, m: &ArgMatches) -> CliResult {
-        cli(opendal::run(n.client, m).await)
-    }
 }
 
 struct Shell;
@@ -56,12 +29,5 @@ impl Commands for Shell {
 
 /// Adds the not-yet-moved command sets.
 pub fn register(f: &mut Families) {
-    f.commands(&[STORAGE_MUX_CLIENT], Storage(Flavour::Mux))
-        .commands(&[STORAGE_MUX_FLASHER_CLIENT], Storage(Flavour::MuxFlasher))
-        .commands(
-            &[FLASHER_CLIENT, CORE_FLASHER_CLIENT],
-            Storage(Flavour::Flasher),
-        )
-        .commands(&[OPENDAL_CLIENT], Opendal)
-        .commands(&[SHELL_CLIENT], Shell);
+    f.commands(&[SHELL_CLIENT], Shell);
 }

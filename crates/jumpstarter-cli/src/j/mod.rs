@@ -10,9 +10,7 @@
 
 mod allow;
 mod legacy;
-mod opendal;
 mod shell;
-mod storage;
 mod tree;
 
 use std::ffi::OsString;

@@ -21,10 +21,10 @@ pub trait Serial {
     async fn close_connections(&self) -> Result<(), DriverError>;
     /// Set the DTR control signal
     #[client = "set_dtr_value"]
-    async fn set_dtr(&self, #[nullable] value: Value) -> Result<(), DriverError>;
+    async fn set_dtr(&self, #[raw] value: Value) -> Result<(), DriverError>;
     /// Set the RTS control signal
     #[client = "set_rts_value"]
-    async fn set_rts(&self, #[nullable] value: Value) -> Result<(), DriverError>;
+    async fn set_rts(&self, #[raw] value: Value) -> Result<(), DriverError>;
 }
 
 impl SerialClient {

@@ -1,9 +1,4 @@
-//! Opendal: generic storage over any OpenDAL service (`fs` and `memory` are built in), and
-//! `OpendalClient`.
-//!
-//! Upstream's driver wraps the Python binding of the same Rust crate; this one uses the crate
-//! directly, with upstream's method surface and value shapes (drivers notes §2.4): files are
-//! opened by path and addressed by a uuid `fd`; transfers go through resource handles.
+//! `Opendal`: the driver, over an OpenDAL operator.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -11,50 +6,26 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use jumpstarter_core::driver::ValueStream;
-use jumpstarter_core::{
-    Args, CallContext, ClientError, Driver, DriverClient, DriverError, Logger, Method, Param,
-    Registry, Value,
-};
+use jumpstarter_core::interface::Items;
+use jumpstarter_core::{BuildContext, CallContext, ConfigError, DriverError, Logger, Value};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::io::{AsyncRead, AsyncWrite};
 use uuid::Uuid;
 
-pub const OPENDAL: &str = "jumpstarter_driver_opendal.driver.Opendal";
-pub const OPENDAL_CLIENT: &str = "jumpstarter_driver_opendal.client.OpendalClient";
+use super::{OPENDAL_CLIENT, OpendalInterface};
 
-const fn p(name: &'static str) -> Param {
-    Param::required(name)
+/// Why an `Opendal` driver cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum OpendalError {
+    #[error(
+        "cannot create the `{scheme}` storage operator: {source} (built-in schemes: fs, memory)"
+    )]
+    Operator {
+        scheme: String,
+        #[source]
+        source: opendal::Error,
+    },
 }
-const METHODS: &[Method] = &[
-    Method::unary("open").params(&[p("path"), p("mode")]),
-    Method::unary("file_read").params(&[p("fd"), p("dst")]),
-    Method::unary("file_write").params(&[p("fd"), p("src")]),
-    Method::unary("file_seek").params(&[p("fd"), p("pos"), Param::optional("whence")]),
-    Method::unary("file_tell").params(&[p("fd")]),
-    Method::unary("file_close").params(&[p("fd")]),
-    Method::unary("file_closed").params(&[p("fd")]),
-    Method::unary("file_readable").params(&[p("fd")]),
-    Method::unary("file_seekable").params(&[p("fd")]),
-    Method::unary("file_writable").params(&[p("fd")]),
-    Method::unary("stat").params(&[p("path")]),
-    Method::unary("hash").params(&[p("path"), Param::optional("algo")]),
-    Method::unary("copy").params(&[p("source"), p("target")]),
-    Method::unary("rename").params(&[p("source"), p("target")]),
-    Method::unary("remove_all").params(&[p("path")]),
-    Method::unary("create_dir").params(&[p("path")]),
-    Method::unary("delete").params(&[p("path")]),
-    Method::unary("exists").params(&[p("path")]),
-    Method::streaming("list").params(&[p("path")]),
-    Method::streaming("scan").params(&[p("path")]),
-    Method::unary("presign_stat").params(&[p("path"), p("expire_second")]),
-    Method::unary("presign_read").params(&[p("path"), p("expire_second")]),
-    Method::unary("presign_write").params(&[p("path"), p("expire_second")]),
-    Method::unary("capability"),
-    Method::unary("get_created_resources"),
-    Method::unary("register_path").params(&[p("path")]),
-];
 
 /// The driver's `config:`.
 #[derive(Debug, Clone, Deserialize)]
@@ -120,7 +91,7 @@ pub fn normalize(path: &str) -> String {
 }
 
 impl Opendal {
-    pub fn new(config: OpendalConfig, logger: Logger) -> Result<Opendal, String> {
+    pub fn new(config: OpendalConfig, logger: Logger) -> Result<Opendal, OpendalError> {
         // Registers the services compiled in (fs, memory); idempotent.
         opendal::init_default_registry();
         let kwargs: Vec<(String, String)> = config
@@ -134,11 +105,11 @@ impl Opendal {
                 (k.clone(), text)
             })
             .collect();
-        let op = opendal::Operator::via_iter(&config.scheme, kwargs).map_err(|e| {
-            format!(
-                "cannot create the `{}` storage operator: {e} (built-in schemes: fs, memory)",
-                config.scheme
-            )
+        let op = opendal::Operator::via_iter(&config.scheme, kwargs).map_err(|source| {
+            OpendalError::Operator {
+                scheme: config.scheme.clone(),
+                source,
+            }
         })?;
         Ok(Opendal {
             config,
@@ -164,245 +135,33 @@ impl Opendal {
             .remove(&normalize(path));
     }
 
-    fn fd(&self, args: &Args) -> Result<(Uuid, Fd), DriverError> {
-        let text: String = args.get(0, "fd")?;
-        let id = Uuid::parse_str(&text)
+    /// The open file `fd` names.
+    fn file(&self, text: &str) -> Result<Fd, DriverError> {
+        let id = Uuid::parse_str(text)
             .map_err(|_| DriverError::invalid(format!("fd `{text}` is not a uuid")))?;
-        let fd = self
-            .fds
+        self.fds
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&id)
             .cloned()
-            .ok_or_else(|| DriverError::Other(format!("UUID('{id}')")))?;
-        Ok((id, fd))
+            .ok_or_else(|| DriverError::Other(format!("UUID('{id}')")))
     }
 
-    async fn open(&self, path: &str, mode: &str) -> Result<Value, DriverError> {
-        let state = match mode {
-            "rb" => {
-                let size = self.op.stat(path).await.map_err(od_err)?.content_length();
-                let reader = self.op.reader(path).await.map_err(od_err)?;
-                FileState::Read {
-                    reader,
-                    pos: 0,
-                    size,
-                }
-            }
-            "wb" => {
-                let writer = self.op.writer(path).await.map_err(od_err)?;
-                self.created(path);
-                FileState::Write {
-                    writer: Some(writer),
-                    written: 0,
-                }
-            }
-            other => {
-                return Err(DriverError::invalid(format!(
-                    "mode must be 'rb' or 'wb', not '{other}'"
-                )));
-            }
-        };
-        let id = Uuid::new_v4();
-        self.fds.lock().unwrap_or_else(|e| e.into_inner()).insert(
-            id,
-            Arc::new(tokio::sync::Mutex::new(File {
-                state,
-                closed: false,
-            })),
-        );
-        Ok(json!(id.hyphenated().to_string()))
-    }
-
-    async fn file_call(
-        &self,
-        method: &str,
-        args: &Args,
-        ctx: &CallContext,
-    ) -> Result<Value, DriverError> {
-        let (_, fd) = self.fd(args)?;
-        let mut file = fd.lock().await;
-        let closed = || DriverError::invalid("I/O operation on closed file.");
-        match method {
-            "file_closed" => return Ok(json!(file.closed)),
-            "file_readable" => {
-                return Ok(json!(
-                    !file.closed && matches!(file.state, FileState::Read { .. })
-                ));
-            }
-            "file_writable" => {
-                return Ok(json!(
-                    !file.closed && matches!(file.state, FileState::Write { .. })
-                ));
-            }
-            "file_seekable" => {
-                return Ok(json!(
-                    !file.closed && matches!(file.state, FileState::Read { .. })
-                ));
-            }
-            _ => {}
-        }
+    /// The open file `fd` names, locked; an error if it was closed.
+    async fn open_file(&self, fd: &str) -> Result<tokio::sync::OwnedMutexGuard<File>, DriverError> {
+        let file = self.file(fd)?.lock_owned().await;
         if file.closed {
             return Err(closed());
         }
-        match (method, &mut file.state) {
-            ("file_read", FileState::Read { reader, pos, size }) => {
-                let dst = ctx
-                    .open_resource(args.raw(1).unwrap_or(&Value::Null))
-                    .await?;
-                let start = *pos;
-                let stream = reader
-                    .clone()
-                    .into_bytes_stream(start..*size)
-                    .await
-                    .map_err(od_err)?;
-                let mut src = tokio_util::io::StreamReader::new(stream);
-                let n = dst.copy_from(&mut src).await?;
-                *pos = start + n;
-                Ok(Value::Null)
-            }
-            ("file_write", FileState::Write { writer, written }) => {
-                let w = writer.as_mut().ok_or_else(closed)?;
-                let mut src = ctx
-                    .open_resource(args.raw(1).unwrap_or(&Value::Null))
-                    .await?;
-                while let Some(chunk) = src.read_chunk().await? {
-                    let n = chunk.len() as u64;
-                    w.write(chunk).await.map_err(od_err)?;
-                    *written += n;
-                }
-                src.close().await?;
-                Ok(Value::Null)
-            }
-            ("file_seek", FileState::Read { pos, size, .. }) => {
-                let offset: i64 = args.get(1, "pos")?;
-                let whence: i64 = args.get_or(2, "whence", 0)?;
-                let base = match whence {
-                    0 => 0i64,
-                    1 => *pos as i64,
-                    2 => *size as i64,
-                    other => {
-                        return Err(DriverError::invalid(format!(
-                            "invalid whence ({other}, should be 0, 1 or 2)"
-                        )));
-                    }
-                };
-                let new = base + offset;
-                if new < 0 {
-                    return Err(DriverError::invalid(format!(
-                        "negative seek position {new}"
-                    )));
-                }
-                *pos = new as u64;
-                Ok(json!(*pos))
-            }
-            ("file_tell", FileState::Read { pos, .. }) => Ok(json!(*pos)),
-            ("file_tell", FileState::Write { written, .. }) => Ok(json!(*written)),
-            ("file_close", state) => {
-                if let FileState::Write { writer, .. } = state
-                    && let Some(mut w) = writer.take()
-                {
-                    w.close().await.map_err(od_err)?;
-                }
-                file.closed = true;
-                // The fd stays known, so `file_closed` answers true (as upstream).
-                Ok(Value::Null)
-            }
-            ("file_read", _) => Err(DriverError::invalid("File not readable")),
-            ("file_write", _) => Err(DriverError::invalid("File not writable")),
-            ("file_seek", _) => Err(DriverError::invalid("File not seekable")),
-            (other, _) => Err(DriverError::method_not_found(other)),
-        }
+        Ok(file)
     }
 
-    async fn hash(&self, path: &str, algo: &str) -> Result<Value, DriverError> {
-        use sha2::Digest;
-        enum H {
-            Md5(md5::Md5),
-            Sha256(sha2::Sha256),
-        }
-        let mut h = match algo {
-            "md5" => H::Md5(md5::Md5::new()),
-            "sha256" => H::Sha256(sha2::Sha256::new()),
-            other => {
-                return Err(DriverError::invalid(format!(
-                    "algo must be 'md5' or 'sha256', not '{other}'"
-                )));
-            }
-        };
-        let reader = self.op.reader(path).await.map_err(od_err)?;
-        let mut stream = reader.into_bytes_stream(..).await.map_err(od_err)?;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| DriverError::Other(e.to_string()))?;
-            match &mut h {
-                H::Md5(m) => m.update(&chunk),
-                H::Sha256(s) => s.update(&chunk),
-            }
-        }
-        Ok(json!(match h {
-            H::Md5(m) => hex::encode(m.finalize()),
-            H::Sha256(s) => hex::encode(s.finalize()),
-        }))
-    }
-
-    async fn stat(&self, path: &str) -> Result<Value, DriverError> {
-        let m = self.op.stat(path).await.map_err(od_err)?;
-        Ok(json!({
-            "content_disposition": m.content_disposition(),
-            "content_length": m.content_length(),
-            "content_md5": m.content_md5(),
-            "content_type": m.content_type(),
-            "etag": m.etag(),
-            "mode": {"entry_is_file": m.mode().is_file(), "entry_is_dir": m.mode().is_dir()},
-        }))
-    }
-
-    fn capability(&self) -> Value {
-        let c = self.op.info().capability();
-        json!({
-            "stat": c.stat,
-            "stat_with_if_match": c.stat_with_if_match,
-            "stat_with_if_none_match": c.stat_with_if_none_match,
-            "read": c.read,
-            "read_with_if_match": c.read_with_if_match,
-            "read_with_if_none_match": c.read_with_if_none_match,
-            "read_with_override_cache_control": c.read_with_override_cache_control,
-            "read_with_override_content_disposition": c.read_with_override_content_disposition,
-            "read_with_override_content_type": c.read_with_override_content_type,
-            "write": c.write,
-            "write_can_multi": c.write_can_multi,
-            "write_can_empty": c.write_can_empty,
-            "write_can_append": c.write_can_append,
-            "write_with_content_type": c.write_with_content_type,
-            "write_with_content_disposition": c.write_with_content_disposition,
-            "write_with_cache_control": c.write_with_cache_control,
-            "write_multi_max_size": c.write_multi_max_size,
-            "write_multi_min_size": c.write_multi_min_size,
-            "write_total_max_size": c.write_total_max_size,
-            "create_dir": c.create_dir,
-            "delete": c.delete,
-            "copy": c.copy,
-            "rename": c.rename,
-            "list": c.list,
-            "list_with_limit": c.list_with_limit,
-            "list_with_start_after": c.list_with_start_after,
-            "list_with_recursive": c.list_with_recursive,
-            "presign": c.presign,
-            "presign_read": c.presign_read,
-            "presign_stat": c.presign_stat,
-            "presign_write": c.presign_write,
-            "shared": c.shared,
-            // The blocking API of the Python binding; the crate no longer has one.
-            "blocking": false,
-        })
-    }
-
-    async fn presign(&self, method: &str, path: &str, expire: u64) -> Result<Value, DriverError> {
+    async fn presign(&self, what: Presign, path: &str, expire: u64) -> Result<Value, DriverError> {
         let expire = Duration::from_secs(expire);
-        let req = match method {
-            "presign_stat" => self.op.presign_stat(path, expire).await,
-            "presign_read" => self.op.presign_read(path, expire).await,
-            _ => self.op.presign_write(path, expire).await,
+        let req = match what {
+            Presign::Stat => self.op.presign_stat(path, expire).await,
+            Presign::Read => self.op.presign_read(path, expire).await,
+            Presign::Write => self.op.presign_write(path, expire).await,
         }
         .map_err(od_err)?;
         let headers: serde_json::Map<String, Value> = req
@@ -459,133 +218,356 @@ impl Opendal {
             }
         }
     }
+
+    fn forget_on_ok(&self, path: &str, r: Result<(), opendal::Error>) -> Result<(), DriverError> {
+        r.map_err(od_err)?;
+        self.forget(path);
+        Ok(())
+    }
+}
+
+/// What a presigned request is for.
+#[derive(Clone, Copy)]
+enum Presign {
+    Stat,
+    Read,
+    Write,
+}
+
+fn closed() -> DriverError {
+    DriverError::invalid("I/O operation on closed file.")
 }
 
 #[async_trait]
-impl Driver for Opendal {
-    fn client(&self) -> &str {
-        OPENDAL_CLIENT
-    }
-
-    fn methods(&self) -> &[Method] {
-        METHODS
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        args: Args,
-        ctx: &CallContext,
-    ) -> Result<Value, DriverError> {
-        let path = || args.get::<String>(0, "path");
-        match method {
-            "open" => {
-                let mode: String = args.get(1, "mode")?;
-                self.open(&path()?, &mode).await
-            }
-            m if m.starts_with("file_") => self.file_call(m, &args, ctx).await,
-            "stat" => self.stat(&path()?).await,
-            "hash" => {
-                let algo: String = args.get_or(1, "algo", "sha256".to_owned())?;
-                self.hash(&path()?, &algo).await
-            }
-            "copy" | "rename" => {
-                let source: String = args.get(0, "source")?;
-                let target: String = args.get(1, "target")?;
-                if method == "copy" {
-                    self.op.copy(&source, &target).await.map_err(od_err)?;
-                } else {
-                    self.op.rename(&source, &target).await.map_err(od_err)?;
-                    self.forget(&source);
+impl OpendalInterface for Opendal {
+    async fn open(&self, path: String, mode: String) -> Result<String, DriverError> {
+        let path = path.as_str();
+        let state = match mode.as_str() {
+            "rb" => {
+                let size = self.op.stat(path).await.map_err(od_err)?.content_length();
+                let reader = self.op.reader(path).await.map_err(od_err)?;
+                FileState::Read {
+                    reader,
+                    pos: 0,
+                    size,
                 }
-                self.created(&target);
-                Ok(Value::Null)
             }
-            "remove_all" => {
-                let p = path()?;
-                self.op
-                    .delete_with(&p)
-                    .recursive(true)
-                    .await
-                    .map_err(od_err)?;
-                self.forget(&p);
-                Ok(Value::Null)
+            "wb" => {
+                let writer = self.op.writer(path).await.map_err(od_err)?;
+                self.created(path);
+                FileState::Write {
+                    writer: Some(writer),
+                    written: 0,
+                }
             }
-            "create_dir" => {
-                let p = path()?;
-                self.op.create_dir(&p).await.map_err(od_err)?;
-                self.created(&p);
-                Ok(Value::Null)
+            other => {
+                return Err(DriverError::invalid(format!(
+                    "mode must be 'rb' or 'wb', not '{other}'"
+                )));
             }
-            "delete" => {
-                let p = path()?;
-                self.op.delete(&p).await.map_err(od_err)?;
-                self.forget(&p);
-                Ok(Value::Null)
-            }
-            "exists" => Ok(json!(self.op.exists(&path()?).await.map_err(od_err)?)),
-            "presign_stat" | "presign_read" | "presign_write" => {
-                let expire: u64 = args.get(1, "expire_second")?;
-                self.presign(method, &path()?, expire).await
-            }
-            "capability" => Ok(self.capability()),
-            "get_created_resources" => Ok(json!(
-                self.created
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .iter()
-                    .collect::<Vec<_>>()
-            )),
-            "register_path" => {
-                self.created(&path()?);
-                Ok(Value::Null)
-            }
-            other => Err(DriverError::method_not_found(other)),
-        }
-    }
-
-    fn streaming_call(
-        self: Arc<Self>,
-        method: &str,
-        args: Args,
-        _ctx: CallContext,
-    ) -> Result<ValueStream, DriverError> {
-        let path: String = args.get(0, "path")?;
-        let recursive = match method {
-            "list" => false,
-            "scan" => true,
-            other => return Err(DriverError::method_not_found(other)),
         };
-        let op = self.op.clone();
-        let stream = async_stream_entries(op, path, recursive);
-        Ok(Box::pin(stream))
+        let id = Uuid::new_v4();
+        self.fds.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            id,
+            Arc::new(tokio::sync::Mutex::new(File {
+                state,
+                closed: false,
+            })),
+        );
+        Ok(id.hyphenated().to_string())
     }
 
-    async fn close(&self) {
-        let created = self.created.lock().unwrap_or_else(|e| e.into_inner()).len();
-        if created > 0 {
-            self.logger.debug(format!(
-                "OpenDAL session summary - Created paths: {created}"
-            ));
+    async fn file_read(
+        &self,
+        ctx: &CallContext,
+        fd: String,
+        dst: Value,
+    ) -> Result<(), DriverError> {
+        let mut file = self.open_file(&fd).await?;
+        let FileState::Read { reader, pos, size } = &mut file.state else {
+            return Err(DriverError::invalid("File not readable"));
+        };
+        let dst = ctx.open_resource(&dst).await?;
+        let start = *pos;
+        let stream = reader
+            .clone()
+            .into_bytes_stream(start..*size)
+            .await
+            .map_err(od_err)?;
+        let mut src = tokio_util::io::StreamReader::new(stream);
+        let n = dst.copy_from(&mut src).await?;
+        *pos = start + n;
+        Ok(())
+    }
+
+    async fn file_write(
+        &self,
+        ctx: &CallContext,
+        fd: String,
+        src: Value,
+    ) -> Result<(), DriverError> {
+        let mut file = self.open_file(&fd).await?;
+        let FileState::Write { writer, written } = &mut file.state else {
+            return Err(DriverError::invalid("File not writable"));
+        };
+        let w = writer.as_mut().ok_or_else(closed)?;
+        let mut src = ctx.open_resource(&src).await?;
+        while let Some(chunk) = src.read_chunk().await? {
+            let n = chunk.len() as u64;
+            w.write(chunk).await.map_err(od_err)?;
+            *written += n;
         }
-        if self.config.remove_created_on_close {
-            if self.config.scheme == "fs" {
-                self.cleanup();
-            } else {
-                self.logger.warning(format!(
-                    "Cleanup not supported for scheme '{}' - only 'fs' is supported",
-                    self.config.scheme
+        src.close().await?;
+        Ok(())
+    }
+
+    async fn file_seek(&self, fd: String, pos: i64, whence: i64) -> Result<u64, DriverError> {
+        let mut file = self.open_file(&fd).await?;
+        let FileState::Read { pos: at, size, .. } = &mut file.state else {
+            return Err(DriverError::invalid("File not seekable"));
+        };
+        let base = match whence {
+            0 => 0i64,
+            1 => *at as i64,
+            2 => *size as i64,
+            other => {
+                return Err(DriverError::invalid(format!(
+                    "invalid whence ({other}, should be 0, 1 or 2)"
+                )));
+            }
+        };
+        let new = base + pos;
+        if new < 0 {
+            return Err(DriverError::invalid(format!(
+                "negative seek position {new}"
+            )));
+        }
+        *at = new as u64;
+        Ok(*at)
+    }
+
+    async fn file_tell(&self, fd: String) -> Result<u64, DriverError> {
+        let file = self.open_file(&fd).await?;
+        Ok(match &file.state {
+            FileState::Read { pos, .. } => *pos,
+            FileState::Write { written, .. } => *written,
+        })
+    }
+
+    async fn file_close(&self, fd: String) -> Result<(), DriverError> {
+        let mut file = self.open_file(&fd).await?;
+        if let FileState::Write { writer, .. } = &mut file.state
+            && let Some(mut w) = writer.take()
+        {
+            w.close().await.map_err(od_err)?;
+        }
+        file.closed = true;
+        // The fd stays known, so `file_closed` answers true (as upstream).
+        Ok(())
+    }
+
+    async fn file_closed(&self, fd: String) -> Result<bool, DriverError> {
+        Ok(self.file(&fd)?.lock().await.closed)
+    }
+
+    async fn file_readable(&self, fd: String) -> Result<bool, DriverError> {
+        let file = self.file(&fd)?;
+        let file = file.lock().await;
+        Ok(!file.closed && matches!(file.state, FileState::Read { .. }))
+    }
+
+    async fn file_seekable(&self, fd: String) -> Result<bool, DriverError> {
+        self.file_readable(fd).await
+    }
+
+    async fn file_writable(&self, fd: String) -> Result<bool, DriverError> {
+        let file = self.file(&fd)?;
+        let file = file.lock().await;
+        Ok(!file.closed && matches!(file.state, FileState::Write { .. }))
+    }
+
+    async fn stat(&self, path: String) -> Result<Value, DriverError> {
+        let m = self.op.stat(&path).await.map_err(od_err)?;
+        Ok(json!({
+            "content_disposition": m.content_disposition(),
+            "content_length": m.content_length(),
+            "content_md5": m.content_md5(),
+            "content_type": m.content_type(),
+            "etag": m.etag(),
+            "mode": {"entry_is_file": m.mode().is_file(), "entry_is_dir": m.mode().is_dir()},
+        }))
+    }
+
+    async fn hash(&self, path: String, algo: String) -> Result<String, DriverError> {
+        use sha2::Digest;
+        enum H {
+            Md5(md5::Md5),
+            Sha256(sha2::Sha256),
+        }
+        let mut h = match algo.as_str() {
+            "md5" => H::Md5(md5::Md5::new()),
+            "sha256" => H::Sha256(sha2::Sha256::new()),
+            other => {
+                return Err(DriverError::invalid(format!(
+                    "algo must be 'md5' or 'sha256', not '{other}'"
+                )));
+            }
+        };
+        let reader = self.op.reader(&path).await.map_err(od_err)?;
+        let mut stream = reader.into_bytes_stream(..).await.map_err(od_err)?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| DriverError::Other(e.to_string()))?;
+            match &mut h {
+                H::Md5(m) => m.update(&chunk),
+                H::Sha256(s) => s.update(&chunk),
+            }
+        }
+        Ok(match h {
+            H::Md5(m) => hex::encode(m.finalize()),
+            H::Sha256(s) => hex::encode(s.finalize()),
+        })
+    }
+
+    async fn copy(&self, source: String, target: String) -> Result<(), DriverError> {
+        self.op.copy(&source, &target).await.map_err(od_err)?;
+        self.created(&target);
+        Ok(())
+    }
+
+    async fn rename(&self, source: String, target: String) -> Result<(), DriverError> {
+        self.op.rename(&source, &target).await.map_err(od_err)?;
+        self.forget(&source);
+        self.created(&target);
+        Ok(())
+    }
+
+    async fn remove_all(&self, path: String) -> Result<(), DriverError> {
+        let r = self.op.delete_with(&path).recursive(true).await;
+        self.forget_on_ok(&path, r)
+    }
+
+    async fn create_dir(&self, path: String) -> Result<(), DriverError> {
+        self.op.create_dir(&path).await.map_err(od_err)?;
+        self.created(&path);
+        Ok(())
+    }
+
+    async fn delete(&self, path: String) -> Result<(), DriverError> {
+        let r = self.op.delete(&path).await;
+        self.forget_on_ok(&path, r)
+    }
+
+    async fn exists(&self, path: String) -> Result<bool, DriverError> {
+        self.op.exists(&path).await.map_err(od_err)
+    }
+
+    fn list(self: Arc<Self>, path: String) -> Result<Items<String>, DriverError> {
+        Ok(Box::pin(entries(self.op.clone(), path, false)))
+    }
+
+    fn scan(self: Arc<Self>, path: String) -> Result<Items<String>, DriverError> {
+        Ok(Box::pin(entries(self.op.clone(), path, true)))
+    }
+
+    async fn presign_stat(&self, path: String, expire_second: u64) -> Result<Value, DriverError> {
+        self.presign(Presign::Stat, &path, expire_second).await
+    }
+
+    async fn presign_read(&self, path: String, expire_second: u64) -> Result<Value, DriverError> {
+        self.presign(Presign::Read, &path, expire_second).await
+    }
+
+    async fn presign_write(&self, path: String, expire_second: u64) -> Result<Value, DriverError> {
+        self.presign(Presign::Write, &path, expire_second).await
+    }
+
+    async fn capability(&self) -> Result<Value, DriverError> {
+        let c = self.op.info().capability();
+        Ok(json!({
+            "stat": c.stat,
+            "stat_with_if_match": c.stat_with_if_match,
+            "stat_with_if_none_match": c.stat_with_if_none_match,
+            "read": c.read,
+            "read_with_if_match": c.read_with_if_match,
+            "read_with_if_none_match": c.read_with_if_none_match,
+            "read_with_override_cache_control": c.read_with_override_cache_control,
+            "read_with_override_content_disposition": c.read_with_override_content_disposition,
+            "read_with_override_content_type": c.read_with_override_content_type,
+            "write": c.write,
+            "write_can_multi": c.write_can_multi,
+            "write_can_empty": c.write_can_empty,
+            "write_can_append": c.write_can_append,
+            "write_with_content_type": c.write_with_content_type,
+            "write_with_content_disposition": c.write_with_content_disposition,
+            "write_with_cache_control": c.write_with_cache_control,
+            "write_multi_max_size": c.write_multi_max_size,
+            "write_multi_min_size": c.write_multi_min_size,
+            "write_total_max_size": c.write_total_max_size,
+            "create_dir": c.create_dir,
+            "delete": c.delete,
+            "copy": c.copy,
+            "rename": c.rename,
+            "list": c.list,
+            "list_with_limit": c.list_with_limit,
+            "list_with_start_after": c.list_with_start_after,
+            "list_with_recursive": c.list_with_recursive,
+            "presign": c.presign,
+            "presign_read": c.presign_read,
+            "presign_stat": c.presign_stat,
+            "presign_write": c.presign_write,
+            "shared": c.shared,
+            // The blocking API of the Python binding; the crate no longer has one.
+            "blocking": false,
+        }))
+    }
+
+    async fn get_created_resources(&self) -> Result<Vec<String>, DriverError> {
+        Ok(self
+            .created
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect())
+    }
+
+    async fn register_path(&self, path: String) -> Result<(), DriverError> {
+        self.created(&path);
+        Ok(())
+    }
+}
+
+jumpstarter_core::export! {
+    impl Opendal {
+        client = OPENDAL_CLIENT;
+        interfaces = [OpendalInterface];
+
+        async fn close(&self) {
+            let created = self.created.lock().unwrap_or_else(|e| e.into_inner()).len();
+            if created > 0 {
+                self.logger.debug(format!(
+                    "OpenDAL session summary - Created paths: {created}"
                 ));
+            }
+            if self.config.remove_created_on_close {
+                if self.config.scheme == "fs" {
+                    self.cleanup();
+                } else {
+                    self.logger.warning(format!(
+                        "Cleanup not supported for scheme '{}' - only 'fs' is supported",
+                        self.config.scheme
+                    ));
+                }
             }
         }
     }
 }
 
-fn async_stream_entries(
+fn entries(
     op: opendal::Operator,
     path: String,
     recursive: bool,
-) -> impl futures::Stream<Item = Result<Value, DriverError>> + Send {
+) -> impl futures::Stream<Item = Result<String, DriverError>> + Send + 'static {
     futures::stream::once(async move {
         op.lister_with(&path)
             .recursive(recursive)
@@ -594,98 +576,25 @@ fn async_stream_entries(
     })
     .map(|lister| match lister {
         Ok(l) => l
-            .map(|e| e.map(|e| json!(e.path())).map_err(od_err))
+            .map(|e| e.map(|e| e.path().to_owned()).map_err(od_err))
             .left_stream(),
         Err(e) => futures::stream::once(async move { Err(e) }).right_stream(),
     })
     .flatten()
 }
 
-pub fn register(r: &mut Registry) {
-    r.register(OPENDAL, |ctx| {
-        let config: OpendalConfig = ctx.config.parse()?;
-        let driver = Opendal::new(config, ctx.logger.clone())
-            .map_err(|e| ctx.config.error(Some("scheme"), e))?;
-        Ok(Arc::new(driver) as Arc<dyn Driver>)
-    });
-}
-
-/// The client of Opendal drivers.
-#[derive(Debug, Clone)]
-pub struct OpendalClient {
-    pub driver: DriverClient,
-}
-
-impl OpendalClient {
-    pub fn new(driver: DriverClient) -> Self {
-        OpendalClient { driver }
-    }
-
-    async fn open(&self, path: &str, mode: &str) -> Result<String, ClientError> {
-        match self
-            .driver
-            .call("open", vec![json!(path), json!(mode)])
-            .await?
-        {
-            Value::String(fd) => Ok(fd),
-            other => Err(ClientError::shape(
-                "open",
-                format!("expected an fd, got {other}"),
-            )),
-        }
-    }
-
-    /// Writes everything `src` yields to `path` (upstream's `write_bytes` / `write_from_path`):
-    /// open wb, `file_write(fd, handle)`, close.
-    pub async fn write_from<R>(
-        &self,
-        path: &str,
-        src: R,
-        progress: Option<jumpstarter_core::client::Progress>,
-    ) -> Result<(), ClientError>
-    where
-        R: AsyncRead + Send + Unpin + 'static,
-    {
-        let fd = self.open(path, "wb").await?;
-        let fd_arg = json!(fd);
-        let written = self
-            .driver
-            .upload("file_write", move |h| vec![fd_arg, h], src, None, progress)
-            .await;
-        let closed = self.driver.call("file_close", vec![json!(fd)]).await;
-        written?;
-        closed.map(drop)
-    }
-
-    /// Reads `path` into `dst`: open rb, `file_read(fd, handle)`, close.
-    pub async fn read_into<W>(
-        &self,
-        path: &str,
-        dst: W,
-        progress: Option<jumpstarter_core::client::Progress>,
-    ) -> Result<(), ClientError>
-    where
-        W: AsyncWrite + Send + Unpin + 'static,
-    {
-        let fd = self.open(path, "rb").await?;
-        let fd_arg = json!(fd);
-        let read = self
-            .driver
-            .download("file_read", move |h| vec![fd_arg, h], dst, None, progress)
-            .await;
-        let closed = self.driver.call("file_close", vec![json!(fd)]).await;
-        read?;
-        closed.map(drop)
-    }
-
-    pub async fn call(&self, method: &str, args: Vec<Value>) -> Result<Value, ClientError> {
-        self.driver.call(method, args).await
-    }
+pub(super) fn build(ctx: &BuildContext<'_>) -> Result<Arc<Opendal>, ConfigError> {
+    let config: OpendalConfig = ctx.config.parse()?;
+    let driver = Opendal::new(config, ctx.logger.clone())
+        .map_err(|e| ctx.config.error(Some("scheme"), e.to_string()))?;
+    Ok(Arc::new(driver))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::opendal::{OPENDAL, OpendalClient};
+    use jumpstarter_core::ClientError;
     use jumpstarter_core::testing::serve;
     use jumpstarter_core::{DriverTree, Instance};
 
@@ -969,6 +878,7 @@ mod tests {
         let cfg: OpendalConfig =
             serde_json::from_value(json!({"scheme": "s4", "kwargs": {}})).unwrap();
         let err = Opendal::new(cfg, Logger::detached("o")).err().unwrap();
+        let err = err.to_string();
         assert!(err.contains("built-in schemes: fs, memory"), "{err}");
     }
 }

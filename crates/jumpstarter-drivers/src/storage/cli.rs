@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 use jumpstarter_core::{DriverClient, Encoding};
-use jumpstarter_drivers::storage::{FlasherClient, Source, StorageMuxClient, Transfer};
+use jumpstarter_family::async_trait;
+use jumpstarter_family::{CliError, CliResult, Commands, Node, group, help_for};
 
-use super::{CmdError, CmdResult};
-use jumpstarter_family::{group, help_for};
+use super::{FlasherClient, Source, StorageMuxClient, Transfer};
 
 /// Which storage interface a node has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,20 @@ pub enum Flavour {
     Mux,
     MuxFlasher,
     Flasher,
+}
+
+/// The commands of one storage flavour.
+pub struct StorageCommands(pub Flavour);
+
+#[async_trait(?Send)]
+impl Commands for StorageCommands {
+    fn command(&self, node: &Node<'_>) -> Command {
+        command(node.path, node.client, self.0)
+    }
+
+    async fn run(&self, node: &Node<'_>, m: &ArgMatches) -> CliResult {
+        run(node.client, m, self.0).await
+    }
 }
 
 fn compression_arg() -> Arg {
@@ -41,7 +55,7 @@ fn file_arg() -> Arg {
         .value_parser(value_parser!(PathBuf))
 }
 
-pub fn command(path: &str, node: &DriverClient, flavour: Flavour) -> Command {
+fn command(path: &str, node: &DriverClient, flavour: Flavour) -> Command {
     let builtin = match flavour {
         Flavour::Mux => "Storage operations",
         Flavour::MuxFlasher | Flavour::Flasher => "Generic flasher interface",
@@ -107,7 +121,7 @@ pub fn command(path: &str, node: &DriverClient, flavour: Flavour) -> Command {
     cmd
 }
 
-pub async fn run(node: &DriverClient, m: &ArgMatches, flavour: Flavour) -> CmdResult {
+async fn run(node: &DriverClient, m: &ArgMatches, flavour: Flavour) -> CliResult {
     let mux = StorageMuxClient::new(node.clone());
     let flasher = FlasherClient::new(node.clone());
     match m.subcommand() {
@@ -116,14 +130,14 @@ pub async fn run(node: &DriverClient, m: &ArgMatches, flavour: Flavour) -> CmdRe
         Some(("off", _)) => mux.off().await?,
         Some(("write-local-file", sub)) => {
             let file = sub.get_one::<PathBuf>("file").cloned().unwrap_or_default();
-            let (opts, bar) = transfer(sub, Some(&file))?;
+            let (opts, bar) = transfer(sub, Some(&file));
             let r = mux.write(&Source::Local(file), &opts).await;
             finish(bar, r.is_ok());
             r?;
         }
         Some(("read-local-file", sub)) => {
             let file = sub.get_one::<PathBuf>("file").cloned().unwrap_or_default();
-            let (opts, bar) = transfer(sub, None)?;
+            let (opts, bar) = transfer(sub, None);
             let r = mux.read(&file, &opts).await;
             finish(bar, r.is_ok());
             r?;
@@ -143,12 +157,12 @@ pub async fn run(node: &DriverClient, m: &ArgMatches, flavour: Flavour) -> CmdRe
             if !specs.is_empty() {
                 for spec in &specs {
                     let Some((name, file)) = spec.split_once(':') else {
-                        return Err(CmdError(format!(
+                        return Err(CliError::runtime(format!(
                             "Invalid target spec '{spec}', expected name:file"
                         )));
                     };
                     let source = Source::parse(file);
-                    let (opts, bar) = transfer(sub, local_path(&source))?;
+                    let (opts, bar) = transfer(sub, local_path(&source));
                     let r = flasher.flash(&source, Some(name), &opts).await;
                     finish(bar, r.is_ok());
                     r?;
@@ -156,12 +170,12 @@ pub async fn run(node: &DriverClient, m: &ArgMatches, flavour: Flavour) -> CmdRe
                 return Ok(0);
             }
             let Some(first) = files.first() else {
-                return Err(CmdError(
-                    "FILE argument is required unless --target/-t is used".into(),
+                return Err(CliError::runtime(
+                    "FILE argument is required unless --target/-t is used",
                 ));
             };
             let source = Source::parse(first);
-            let (opts, bar) = transfer(sub, local_path(&source))?;
+            let (opts, bar) = transfer(sub, local_path(&source));
             let r = match flavour {
                 Flavour::MuxFlasher => mux.flash(&source, &opts).await,
                 _ => flasher.flash(&source, None, &opts).await.map(drop),
@@ -171,7 +185,7 @@ pub async fn run(node: &DriverClient, m: &ArgMatches, flavour: Flavour) -> CmdRe
         }
         Some(("dump", sub)) => {
             let file = sub.get_one::<PathBuf>("file").cloned().unwrap_or_default();
-            let (opts, bar) = transfer(sub, None)?;
+            let (opts, bar) = transfer(sub, None);
             let r = match flavour {
                 Flavour::MuxFlasher => mux.dump(&file, &opts).await,
                 _ => {
@@ -199,10 +213,7 @@ fn local_path(source: &Source) -> Option<&Path> {
 }
 
 /// The transfer options of a command, and its progress bar (on a terminal only).
-fn transfer(
-    m: &ArgMatches,
-    upload: Option<&Path>,
-) -> Result<(Transfer, Option<indicatif::ProgressBar>), CmdError> {
+fn transfer(m: &ArgMatches, upload: Option<&Path>) -> (Transfer, Option<indicatif::ProgressBar>) {
     let encoding = m
         .get_one::<String>("compression")
         .and_then(|c| Encoding::parse(c));
@@ -223,7 +234,7 @@ fn transfer(
     let progress = bar
         .clone()
         .map(|b| Arc::new(move |n: u64| b.inc(n)) as jumpstarter_core::client::Progress);
-    Ok((Transfer { encoding, progress }, bar))
+    (Transfer { encoding, progress }, bar)
 }
 
 /// The encoding a local file's name or first bytes suggest. Only a regular file is read

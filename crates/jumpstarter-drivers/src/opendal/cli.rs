@@ -4,12 +4,27 @@
 use std::path::PathBuf;
 
 use clap::{Arg, ArgMatches, Command, value_parser};
+use futures::StreamExt;
 use jumpstarter_core::DriverClient;
-use jumpstarter_drivers::opendal::OpendalClient;
+use jumpstarter_family::output::print_value;
+use jumpstarter_family::{CliError, CliResult, Commands, Node, async_trait, group, help_for};
 use serde_json::{Value, json};
 
-use super::{CmdError, CmdResult};
-use jumpstarter_family::{group, help_for};
+use super::OpendalClient;
+
+/// The commands of `OpendalClient`.
+pub struct OpendalCommands;
+
+#[async_trait(?Send)]
+impl Commands for OpendalCommands {
+    fn command(&self, node: &Node<'_>) -> Command {
+        command(node.path, node.client)
+    }
+
+    async fn run(&self, node: &Node<'_>, m: &ArgMatches) -> CliResult {
+        run(node.client, m).await
+    }
+}
 
 fn path_arg(name: &'static str) -> Arg {
     Arg::new(name)
@@ -21,7 +36,7 @@ fn sub(node: &DriverClient, name: &'static str, help: &'static str) -> Command {
     Command::new(name).about(help_for(node, name, help))
 }
 
-pub fn command(path: &str, node: &DriverClient) -> Command {
+fn command(path: &str, node: &DriverClient) -> Command {
     let expire = || {
         Arg::new("expire-second")
             .long("expire-second")
@@ -100,7 +115,7 @@ fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
 }
 
-pub async fn run(node: &DriverClient, m: &ArgMatches) -> CmdResult {
+async fn run(node: &DriverClient, m: &ArgMatches) -> CliResult {
     let c = OpendalClient::new(node.clone());
     let (name, sub) = m.subcommand().expect("clap requires a sub-command");
     match name {
@@ -116,16 +131,16 @@ pub async fn run(node: &DriverClient, m: &ArgMatches) -> CmdResult {
             let (dst, src) = (s(sub, "dst"), s(sub, "src"));
             if src.starts_with("http://") || src.starts_with("https://") {
                 // The exporter fetches the URL itself.
-                let fd = c.call("open", vec![json!(dst), json!("wb")]).await?;
+                let fd = c.open(dst, "wb".into()).await?;
                 let handle = json!({"kind": "presigned_request", "headers": {}, "url": src, "method": "GET"});
-                let written = c.call("file_write", vec![fd.clone(), handle]).await;
-                let closed = c.call("file_close", vec![fd]).await;
+                let written = c.file_write(fd.clone(), handle).await;
+                let closed = c.file_close(fd).await;
                 written?;
                 closed?;
             } else {
                 let file = tokio::fs::File::open(&src)
                     .await
-                    .map_err(|e| CmdError(format!("{src}: {e}")))?;
+                    .map_err(|e| CliError::runtime(format!("{src}: {e}")))?;
                 c.write_from(&dst, file, None).await?;
             }
         }
@@ -133,14 +148,14 @@ pub async fn run(node: &DriverClient, m: &ArgMatches) -> CmdResult {
             let dst = PathBuf::from(s(sub, "dst"));
             let file = tokio::fs::File::create(&dst)
                 .await
-                .map_err(|e| CmdError(format!("{}: {e}", dst.display())))?;
+                .map_err(|e| CliError::runtime(format!("{}: {e}", dst.display())))?;
             if let Err(e) = c.read_into(&s(sub, "src"), file, None).await {
                 let _ = std::fs::remove_file(&dst);
                 return Err(e.into());
             }
         }
         "stat" => {
-            let mut v = c.call("stat", vec![json!(s(sub, "path"))]).await?;
+            let mut v = c.stat(s(sub, "path")).await?;
             // The command prints with pydantic's serialization aliases (is_file/is_dir).
             if let Some(mode) = v.get_mut("mode").and_then(Value::as_object_mut) {
                 let file = mode.remove("entry_is_file").unwrap_or(Value::Null);
@@ -151,49 +166,47 @@ pub async fn run(node: &DriverClient, m: &ArgMatches) -> CmdResult {
             println!("{}", pretty(&v));
         }
         "hash" => {
-            let mut args = vec![json!(s(sub, "path"))];
-            if let Some(a) = sub.get_one::<String>("algo") {
-                args.push(json!(a));
-            }
-            crate::output::print_value(&c.call("hash", args).await?);
+            let algo = sub.get_one::<String>("algo").cloned();
+            print_value(&Value::String(c.hash(s(sub, "path"), algo).await?));
         }
-        "copy" | "rename" => {
-            c.call(
-                &name.replace('-', "_"),
-                vec![json!(s(sub, "source")), json!(s(sub, "target"))],
-            )
-            .await?;
-        }
-        "remove-all" | "create-dir" | "delete" => {
-            c.call(&name.replace('-', "_"), vec![json!(s(sub, "path"))])
-                .await?;
-        }
+        "copy" => c.copy(s(sub, "source"), s(sub, "target")).await?,
+        "rename" => c.rename(s(sub, "source"), s(sub, "target")).await?,
+        "remove-all" => c.remove_all(s(sub, "path")).await?,
+        "create-dir" => c.create_dir(s(sub, "path")).await?,
+        "delete" => c.delete(s(sub, "path")).await?,
         "exists" => {
             let path = s(sub, "path");
-            if c.call("exists", vec![json!(path)]).await? != json!(true) {
-                return Err(CmdError(format!("path {path} does not exist")));
+            if !c.exists(path.clone()).await? {
+                return Err(CliError::runtime(format!("path {path} does not exist")));
             }
         }
         "list" | "scan" => {
-            let entries = c
-                .driver
-                .streaming_call_collect(name, vec![json!(s(sub, "path"))])
-                .await?;
+            let path = s(sub, "path");
+            let mut items = if name == "list" {
+                c.list(path).await?
+            } else {
+                c.scan(path).await?
+            };
+            // Collected first, as before: nothing is printed when the listing fails midway.
+            let mut entries = Vec::new();
+            while let Some(e) = items.next().await {
+                entries.push(e?);
+            }
             for e in entries {
-                crate::output::print_value(&e);
+                print_value(&Value::String(e));
             }
         }
         "presign-stat" | "presign-read" | "presign-write" => {
             let expire = sub.get_one::<u64>("expire-second").copied().unwrap_or(0);
-            let v = c
-                .call(
-                    &name.replace('-', "_"),
-                    vec![json!(s(sub, "path")), json!(expire)],
-                )
-                .await?;
+            let path = s(sub, "path");
+            let v = match name {
+                "presign-stat" => c.presign_stat(path, expire).await?,
+                "presign-read" => c.presign_read(path, expire).await?,
+                _ => c.presign_write(path, expire).await?,
+            };
             println!("{}", pretty(&v));
         }
-        "capability" => println!("{}", pretty(&c.call("capability", vec![]).await?)),
+        "capability" => println!("{}", pretty(&c.capability().await?)),
         _ => unreachable!("clap only accepts the commands above"),
     }
     Ok(0)
