@@ -78,6 +78,8 @@ struct Param {
     /// `None`: required. `Some(expr)`: the value when absent or null.
     default: Option<Tokens>,
     rest: bool,
+    /// `#[nullable]`: required, but null is decoded like any other value (not refused).
+    nullable: bool,
     /// The client takes `Option<T>` for this parameter (optional ones that are not already
     /// `Option<_>` on the driver side are wrapped).
     option_type: bool,
@@ -142,6 +144,8 @@ fn expand(args: InterfaceArgs, mut item: syn::ItemTrait) -> syn::Result<Tokens> 
                 quote!(let #id: #ty = #krate::interface::rest(&mut __args, #n)?;)
             } else if let Some(d) = &p.default {
                 quote!(let #id: #ty = #krate::interface::optional(__args.next(), #n, || #d)?;)
+            } else if p.nullable {
+                quote!(let #id: #ty = #krate::interface::nullable(__args.next(), #n)?;)
             } else {
                 quote!(let #id: #ty = #krate::interface::required(__args.next(), #n)?;)
             }
@@ -398,6 +402,7 @@ fn method(f: &mut TraitItemFn) -> syn::Result<Method> {
         }
         let mut default = None;
         let mut rest = false;
+        let mut nullable = false;
         let mut keep = Vec::new();
         for a in pt.attrs.drain(..) {
             if a.path().is_ident("default") {
@@ -410,13 +415,21 @@ fn method(f: &mut TraitItemFn) -> syn::Result<Method> {
                 });
             } else if a.path().is_ident("rest") {
                 rest = true;
+            } else if a.path().is_ident("nullable") {
+                nullable = true;
             } else {
                 keep.push(a);
             }
         }
         pt.attrs = keep;
+        if nullable && (rest || default.is_some()) {
+            return Err(Error::new(
+                ident.span(),
+                "#[nullable] is for required parameters",
+            ));
+        }
         let option_type = option_inner(&pt.ty).is_some();
-        if option_type && default.is_none() {
+        if option_type && default.is_none() && !nullable {
             default = Some(quote!(::core::option::Option::None));
         }
         if kind == Kind::Stream {
@@ -430,6 +443,7 @@ fn method(f: &mut TraitItemFn) -> syn::Result<Method> {
             ty: (*pt.ty).clone(),
             default,
             rest,
+            nullable,
             option_type,
         });
     }
