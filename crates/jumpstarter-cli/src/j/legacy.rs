@@ -1,20 +1,19 @@
 //! TRANSITIONAL: the command sets not yet moved into their family folders, wrapped as
-//! [`Commands`]. Each family's move deletes its entry here (power is done: see
+//! [`Commands`]. Each family's move deletes its entry here (power and shell are done: see
 //! jumpstarter-drivers/src/power/cli.rs for the shape).
 
 use clap::{ArgMatches, Command};
 use jumpstarter_drivers::network::NETWORK_CLIENT;
 use jumpstarter_drivers::opendal::OPENDAL_CLIENT;
 use jumpstarter_drivers::serial::PYSERIAL_CLIENT;
-use jumpstarter_drivers::shell::SHELL_CLIENT;
 use jumpstarter_drivers::storage::{
     CORE_FLASHER_CLIENT, FLASHER_CLIENT, STORAGE_MUX_CLIENT, STORAGE_MUX_FLASHER_CLIENT,
 };
 use jumpstarter_family::async_trait;
-use jumpstarter_family::{CliError, CliResult, Commands, Families, Node, Prepared};
+use jumpstarter_family::{CliError, CliResult, Commands, Families, Node};
 
 use super::storage::Flavour;
-use super::{CmdError, CmdResult, network, opendal, serial, shell, storage};
+use super::{CmdError, CmdResult, network, opendal, serial, storage};
 
 fn cli(r: CmdResult) -> CliResult {
     r.map_err(|CmdError(m)| CliError::runtime(m))
@@ -64,20 +63,6 @@ impl Commands for Serial {
     }
 }
 
-struct Shell;
-#[async_trait(?Send)]
-impl Commands for Shell {
-    async fn prepare(&self, node: &jumpstarter_core::DriverClient) -> Prepared {
-        Some(std::sync::Arc::new(shell::prefetch_one(node).await))
-    }
-    fn command(&self, n: &Node<'_>) -> Command {
-        shell::command(n.path, n.client, n.prepared())
-    }
-    async fn run(&self, n: &Node<'_>, m: &ArgMatches) -> CliResult {
-        cli(shell::run(n.client, m, n.names, n.prepared(), n.argv).await)
-    }
-}
-
 /// Adds the not-yet-moved command sets.
 pub fn register(f: &mut Families) {
     f.commands(
@@ -94,6 +79,5 @@ pub fn register(f: &mut Families) {
         Storage(Flavour::Flasher),
     )
     .commands(&[OPENDAL_CLIENT], Opendal)
-    .commands(&[SHELL_CLIENT], Shell)
     .commands(&[PYSERIAL_CLIENT], Serial);
 }

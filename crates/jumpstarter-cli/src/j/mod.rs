@@ -13,7 +13,6 @@ mod legacy;
 mod network;
 mod opendal;
 mod serial;
-mod shell;
 mod storage;
 mod tree;
 
