@@ -70,6 +70,9 @@
 //!   further positional argument.
 //! * `#[raw] name: Value` takes a required argument as sent, null included, without decoding
 //!   (a resource handle the method opens itself, reporting a bad one in its own words).
+//! * `#[nullable]` on a required parameter passes a null argument to serde instead of refusing
+//!   it (`argument NAME is required`), so a `Value` parameter sees `Value::Null`: for drivers
+//!   that answer a null with their own message.
 //! * `#[wire = "name"]` exports a method under another name; `#[client = "name"]` names the
 //!   typed client's method (when a hand-written client method wraps the raw one).
 
@@ -103,6 +106,15 @@ pub fn required<T: DeserializeOwned>(v: Option<Value>, name: &str) -> Result<T, 
     match v {
         Some(v) if !v.is_null() => decode_arg(v, name),
         _ => Err(DriverError::invalid(format!("argument {name} is required"))),
+    }
+}
+
+/// A required argument that may be null (`#[nullable]`): absent is `argument NAME is
+/// required`, null is decoded like any other value.
+pub fn nullable<T: DeserializeOwned>(v: Option<Value>, name: &str) -> Result<T, DriverError> {
+    match v {
+        Some(v) => decode_arg(v, name),
+        None => Err(DriverError::invalid(format!("argument {name} is required"))),
     }
 }
 
@@ -326,6 +338,65 @@ mod tests {
         async fn extra(&self) -> Result<bool, DriverError>;
     }
 
+    /// `#[nullable]`: required in the table, null handed to the method.
+    #[crate::interface(client = NullsClient, crate = crate)]
+    pub trait Nulls {
+        async fn kind_of(
+            &self,
+            #[nullable] v: Value,
+            #[nullable] n: Option<u32>,
+        ) -> Result<String, DriverError>;
+    }
+
+    struct N;
+
+    #[crate::async_trait]
+    impl Nulls for N {
+        async fn kind_of(&self, v: Value, n: Option<u32>) -> Result<String, DriverError> {
+            Ok(format!(
+                "{} {n:?}",
+                if v.is_null() { "null" } else { "value" }
+            ))
+        }
+    }
+
+    crate::export! {
+        impl N {
+            client = "test.NullsClient";
+            interfaces = [Nulls];
+        }
+    }
+
+    #[tokio::test]
+    async fn nullable_parameters_are_required_but_take_null() {
+        let t = <N as Nulls>::__METHODS;
+        assert!(t[0].params.iter().all(|p| p.required));
+        let tree = DriverTree::composite(vec![("n", Instance::new(Arc::new(N), "t.N"))]);
+        let served = serve(tree).await.unwrap();
+        let node = served.client.get("n").unwrap().clone();
+        let n = NullsClient::new(node.clone());
+        assert_eq!(n.kind_of(Value::Null, None).await.unwrap(), "null None");
+        assert_eq!(
+            n.kind_of(Value::from(1), Some(2)).await.unwrap(),
+            "value Some(2)"
+        );
+        let err = node.call("kind_of", vec![Value::Null]).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("N.kind_of() missing 1 required positional argument: 'n'"),
+            "{err}"
+        );
+        let err = node
+            .call("kind_of", vec![Value::Null, Value::from("x")])
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("argument n: invalid type"),
+            "{err}"
+        );
+        served.shutdown().await;
+    }
+
     #[derive(Default)]
     struct P(AtomicU32);
 
@@ -385,48 +456,6 @@ mod tests {
                 Ok(())
             }
         }
-    }
-
-    /// `#[raw]`: required in the table, and a null reaches the driver as sent.
-    #[crate::interface(client = NullableClient, crate = crate)]
-    pub trait Nullable {
-        async fn show(&self, #[raw] value: Value) -> Result<String, DriverError>;
-    }
-
-    struct N;
-
-    #[crate::async_trait]
-    impl Nullable for N {
-        async fn show(&self, value: Value) -> Result<String, DriverError> {
-            Ok(value.to_string())
-        }
-    }
-
-    crate::export! {
-        impl N {
-            client = "test.NullableClient";
-            interfaces = [Nullable];
-        }
-    }
-
-    #[tokio::test]
-    async fn raw_parameters_are_required_and_take_null() {
-        let t = <N as Nullable>::__METHODS;
-        assert_eq!(t[0].params.len(), 1);
-        assert!(t[0].params[0].required);
-        let tree = DriverTree::composite(vec![("n", Instance::new(Arc::new(N), "t.N"))]);
-        let served = serve(tree).await.unwrap();
-        let node = served.client.get("n").unwrap().clone();
-        let n = NullableClient::new(node.clone());
-        assert_eq!(n.show(Value::Null).await.unwrap(), "null");
-        assert_eq!(n.show(Value::from(3)).await.unwrap(), "3");
-        let err = node.call("show", vec![]).await.unwrap_err();
-        assert!(
-            err.to_string()
-                .ends_with("N.show() missing 1 required positional argument: 'value'"),
-            "{err}"
-        );
-        served.shutdown().await;
     }
 
     #[test]

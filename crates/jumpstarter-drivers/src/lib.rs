@@ -9,9 +9,11 @@ pub mod config;
 pub mod network;
 pub mod opendal;
 pub mod power;
+pub mod py;
 pub mod serial;
 pub mod shell;
 pub mod storage;
+pub mod text;
 
 use std::sync::Arc;
 
@@ -31,7 +33,7 @@ pub fn builtin() -> Families {
     network::register(&mut f);
     storage::register(&mut f);
     opendal::register(&mut f);
-    shell::register(f.drivers_mut());
+    shell::register(&mut f);
     serial::register(&mut f);
     f
 }

@@ -80,6 +80,8 @@ struct Param {
     rest: bool,
     /// `#[raw]`: the argument as sent (null included), not decoded.
     raw: bool,
+    /// `#[nullable]`: required, but null is decoded like any other value (not refused).
+    nullable: bool,
     /// The client takes `Option<T>` for this parameter (optional ones that are not already
     /// `Option<_>` on the driver side are wrapped).
     option_type: bool,
@@ -146,6 +148,8 @@ fn expand(args: InterfaceArgs, mut item: syn::ItemTrait) -> syn::Result<Tokens> 
                 quote!(let #id: #ty = #krate::interface::raw(__args.next());)
             } else if let Some(d) = &p.default {
                 quote!(let #id: #ty = #krate::interface::optional(__args.next(), #n, || #d)?;)
+            } else if p.nullable {
+                quote!(let #id: #ty = #krate::interface::nullable(__args.next(), #n)?;)
             } else {
                 quote!(let #id: #ty = #krate::interface::required(__args.next(), #n)?;)
             }
@@ -403,6 +407,7 @@ fn method(f: &mut TraitItemFn) -> syn::Result<Method> {
         let mut default = None;
         let mut rest = false;
         let mut raw = false;
+        let mut nullable = false;
         let mut keep = Vec::new();
         for a in pt.attrs.drain(..) {
             if a.path().is_ident("default") {
@@ -417,18 +422,20 @@ fn method(f: &mut TraitItemFn) -> syn::Result<Method> {
                 rest = true;
             } else if a.path().is_ident("raw") {
                 raw = true;
+            } else if a.path().is_ident("nullable") {
+                nullable = true;
             } else {
                 keep.push(a);
             }
         }
         pt.attrs = keep;
-        if raw && (rest || default.is_some()) {
+        if (raw || nullable) && (rest || default.is_some()) {
             return Err(Error::new(
                 ident.span(),
-                "a #[raw] parameter is required (no #[default] or #[rest])",
+                "#[raw] and #[nullable] are for required parameters (no #[default] or #[rest])",
             ));
         }
-        let option_type = !raw && option_inner(&pt.ty).is_some();
+        let option_type = !raw && !nullable && option_inner(&pt.ty).is_some();
         if option_type && default.is_none() {
             default = Some(quote!(::core::option::Option::None));
         }
@@ -444,6 +451,7 @@ fn method(f: &mut TraitItemFn) -> syn::Result<Method> {
             default,
             rest,
             raw,
+            nullable,
             option_type,
         });
     }

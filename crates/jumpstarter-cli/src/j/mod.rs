@@ -9,8 +9,6 @@
 //! without a command prints its help to stderr and exits 1.
 
 mod allow;
-mod legacy;
-mod shell;
 mod tree;
 
 use std::ffi::OsString;
@@ -66,10 +64,7 @@ async fn run(host: String, args: Vec<OsString>) -> i32 {
         }
     };
     let allow = allow::from_env();
-    let mut families = jumpstarter_family::Families::new();
-    legacy::register(&mut families);
-    families.extend(crate::families());
-    tree::run(&client, &families, &allow, args).await
+    tree::run(&client, crate::families(), &allow, args).await
 }
 
 /// How `j` reaches a TCP target (a direct-mode exporter), as upstream's `j` does:
@@ -113,17 +108,4 @@ fn early_log_level(args: &[OsString]) -> String {
         }
     }
     "INFO".into()
-}
-
-/// What a command returns: an exit code, or an error to print.
-pub type CmdResult = Result<i32, CmdError>;
-
-/// A command failure, printed as `Error: <message>` with exit code 1.
-#[derive(Debug)]
-pub struct CmdError(pub String);
-
-impl<E: std::fmt::Display> From<E> for CmdError {
-    fn from(e: E) -> Self {
-        CmdError(e.to_string())
-    }
 }

@@ -36,7 +36,7 @@ use jumpstarter_core::{BuildContext, DriverError, Logger, Value};
 use serde::Deserialize;
 
 use super::{POWER_CLIENT, Power, PowerReading};
-use crate::shell::{py_str_repr, py_type_name};
+use crate::py::{py_str_repr, py_type_name};
 
 pub const HTTP_POWER: &str = "jumpstarter_driver_http_power.driver.HttpPower";
 

@@ -14,23 +14,35 @@ use std::io::Write;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use jumpstarter_core::{ClientError, DriverClient};
-use jumpstarter_drivers::shell::ShellClient;
+use jumpstarter_family::async_trait;
+use jumpstarter_family::{CliError, CliResult, Commands, Node, Prepared, group, help_for};
 
-use super::{CmdError, CmdResult};
-use jumpstarter_family::{group, help_for};
+use super::ShellClient;
 
 /// The method names of a Shell node, or why they could not be listed.
-pub type ShellMethods = Result<Vec<String>, String>;
+pub type ShellMethods = Result<Vec<String>, ClientError>;
 
-/// Lists the methods of one Shell node (before the command tree is built).
-pub async fn prefetch_one(node: &DriverClient) -> ShellMethods {
-    ShellClient::new(node.clone())
-        .get_methods()
-        .await
-        .map_err(|e| e.to_string())
+/// The commands of `ShellClient`: one per method the node lists.
+pub struct ShellCommands;
+
+#[async_trait(?Send)]
+impl Commands for ShellCommands {
+    /// Lists the node's methods (`get_methods`) before the command tree is built.
+    async fn prepare(&self, node: &DriverClient) -> Prepared {
+        let methods: ShellMethods = ShellClient::new(node.clone()).get_methods().await;
+        Some(std::sync::Arc::new(methods))
+    }
+
+    fn command(&self, node: &Node<'_>) -> Command {
+        command(node.path, node.client, node.prepared())
+    }
+
+    async fn run(&self, node: &Node<'_>, m: &ArgMatches) -> CliResult {
+        run(node.client, m, node.names, node.prepared(), node.argv).await
+    }
 }
 
-pub fn command(path: &str, node: &DriverClient, methods: Option<&ShellMethods>) -> Command {
+fn command(path: &str, node: &DriverClient, methods: Option<&ShellMethods>) -> Command {
     let mut cmd = group(path, node, "Shell command executor");
     match methods {
         Some(Ok(names)) => {
@@ -71,6 +83,20 @@ fn method_help(node: &DriverClient, name: &str) -> String {
     help_for(node, name, &format!("Execute the {name} shell method"))
 }
 
+/// A bad option of a method command (click's messages).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum ArgsError {
+    #[error("Option '{0}' requires an argument.")]
+    NeedsValue(&'static str),
+    #[error("Option '--help' does not take a value.")]
+    HelpTakesNoValue,
+}
+
+/// An `--env` value without `=`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Invalid value: Invalid --env value '{0}'. Use KEY=VALUE.")]
+struct BadEnvValue(String);
+
 /// A method command's `--help`, laid out as click lays it out.
 fn help_text(path: &str, help: &str) -> String {
     let mut text = format!("Usage: {path} [OPTIONS] [ARGS]...\n\n");
@@ -105,15 +131,12 @@ struct MethodArgs {
 
 /// click's option parsing for `[-e/--env TEXT]... [--help] [ARGS]...` with
 /// `ignore_unknown_options` and no interspersed arguments. Errors are click's messages.
-fn parse_method_args(raw: &[String]) -> Result<MethodArgs, String> {
+fn parse_method_args(raw: &[String]) -> Result<MethodArgs, ArgsError> {
     let mut parsed = MethodArgs::default();
     let mut passed = Vec::new();
     let mut i = 0;
-    let value_for = |name: &str, i: &mut usize| -> Result<String, String> {
-        let v = raw
-            .get(*i)
-            .cloned()
-            .ok_or_else(|| format!("Option '{name}' requires an argument."))?;
+    let value_for = |name: &'static str, i: &mut usize| -> Result<String, ArgsError> {
+        let v = raw.get(*i).cloned().ok_or(ArgsError::NeedsValue(name))?;
         *i += 1;
         Ok(v)
     };
@@ -133,7 +156,7 @@ fn parse_method_args(raw: &[String]) -> Result<MethodArgs, String> {
         match (name, attached) {
             ("--env", Some(v)) => parsed.env.push(v.to_owned()),
             ("--env", None) => parsed.env.push(value_for("--env", &mut i)?),
-            ("--help", Some(_)) => return Err("Option '--help' does not take a value.".into()),
+            ("--help", Some(_)) => return Err(ArgsError::HelpTakesNoValue),
             ("--help", None) => parsed.help = true,
             _ if arg.starts_with("--") => passed.push(arg.clone()),
             _ => {
@@ -186,10 +209,10 @@ fn after_path<'a>(argv: &'a [String], names: &[&str]) -> Option<&'a [String]> {
 }
 
 /// `KEY=VALUE` options as a map (later ones win), or the offending value.
-fn parse_env(values: &[String]) -> Result<BTreeMap<String, String>, String> {
+fn parse_env(values: &[String]) -> Result<BTreeMap<String, String>, BadEnvValue> {
     let mut env = BTreeMap::new();
     for v in values {
-        let (k, val) = v.split_once('=').ok_or_else(|| v.clone())?;
+        let (k, val) = v.split_once('=').ok_or_else(|| BadEnvValue(v.clone()))?;
         env.insert(k.to_owned(), val.to_owned());
     }
     Ok(env)
@@ -206,21 +229,21 @@ fn exit_status(code: i32) -> i32 {
 
 /// Runs the method command in `m`. `names` are the export keys leading to the node; `argv`
 /// the raw arguments of `j`.
-pub async fn run(
+async fn run(
     node: &DriverClient,
     m: &ArgMatches,
     names: &[String],
     methods: Option<&ShellMethods>,
     argv: &[String],
-) -> CmdResult {
+) -> CliResult {
     if let Some(Err(e)) = methods {
-        return Err(CmdError(format!(
+        return Err(CliError::runtime(format!(
             "cannot list the methods of {}: {e}",
             node.name()
         )));
     }
     let Some((method, sub)) = m.subcommand() else {
-        return Err(CmdError("missing command".into()));
+        return Err(CliError::runtime("missing command"));
     };
     let mut path: Vec<&str> = names.iter().map(String::as_str).collect();
     path.push(method);
@@ -235,7 +258,7 @@ pub async fn run(
             .collect(),
     };
     // Parse errors are printed without the usage lines, as upstream `j` prints them.
-    let parsed = parse_method_args(&raw).map_err(CmdError)?;
+    let parsed = parse_method_args(&raw).map_err(CliError::runtime)?;
     if parsed.help {
         print!("{}", help_text(&command_path, &method_help(node, method)));
         return Ok(0);
@@ -243,13 +266,7 @@ pub async fn run(
     let env = match parse_env(&parsed.env) {
         Ok(env) => env,
         Err(bad) => {
-            eprint!(
-                "{}",
-                usage_error(
-                    &command_path,
-                    &format!("Invalid value: Invalid --env value '{bad}'. Use KEY=VALUE.")
-                )
-            );
+            eprint!("{}", usage_error(&command_path, &bad.to_string()));
             return Ok(1);
         }
     };
@@ -276,10 +293,10 @@ pub async fn run(
 
 /// Invalid arguments (unknown method, blocked env names) read as upstream prints them: the
 /// driver's message alone.
-fn call_error(e: ClientError) -> CmdError {
+fn call_error(e: ClientError) -> CliError {
     match e.as_call() {
-        Some(call) if call.is_invalid_argument() => CmdError(call.message.clone()),
-        _ => CmdError(e.to_string()),
+        Some(call) if call.is_invalid_argument() => CliError::runtime(&call.message),
+        _ => CliError::runtime(e),
     }
 }
 
@@ -292,7 +309,7 @@ mod tests {
     }
 
     fn parse(args: &[&str]) -> Result<MethodArgs, String> {
-        parse_method_args(&v(args))
+        parse_method_args(&v(args)).map_err(|e| e.to_string())
     }
 
     fn ok(env: &[&str], args: &[&str]) -> Result<MethodArgs, String> {
@@ -404,6 +421,6 @@ mod tests {
         assert_eq!(env["A"], "2");
         assert_eq!(env["B"], "x=y");
         assert_eq!(env["E"], "");
-        assert_eq!(parse_env(&v(&["A=1", "NOEQ"])).unwrap_err(), "NOEQ");
+        assert_eq!(parse_env(&v(&["A=1", "NOEQ"])).unwrap_err().0, "NOEQ");
     }
 }
