@@ -151,8 +151,14 @@ impl RunningExporter {
                 return log;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                // Let the reader catch up with the last lines.
-                std::thread::sleep(Duration::from_millis(100));
+                // Let the reader catch up with the last lines (5 s at most: a process it
+                // started may hold stderr open).
+                let caught_up = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < caught_up
+                    && !self.reader.as_ref().is_none_or(|r| r.is_finished())
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 let log = self.log();
                 if log.contains(needle) {
                     return log;

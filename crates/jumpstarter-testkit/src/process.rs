@@ -160,6 +160,7 @@ pub struct Proc {
     pub child: Child,
     pub out: Arc<Mutex<String>>,
     pub what: String,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Proc {
@@ -174,24 +175,35 @@ impl Proc {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
         let out = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
         for pipe in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
             let out = out.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 let mut r = BufReader::new(pipe);
                 let mut line = String::new();
                 while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
                     out.lock().unwrap().push_str(&line);
                     line.clear();
                 }
-            });
+            }));
         }
         Proc {
             child,
             out,
             what: what.into(),
+            readers,
+        }
+    }
+
+    /// After the child exited: waits (5 s at most: a process it started may hold the pipes
+    /// open) until the reader threads have read everything it wrote.
+    fn drain(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && !self.readers.iter().all(|r| r.is_finished()) {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -209,7 +221,7 @@ impl Proc {
                 return o;
             }
             if let Ok(Some(s)) = self.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(100));
+                self.drain();
                 panic!(
                     "{} exited ({s}) before printing {needle:?}:\n{}",
                     self.what,
@@ -251,8 +263,7 @@ impl Proc {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
-                // Let the reader threads finish.
-                std::thread::sleep(Duration::from_millis(100));
+                self.drain();
                 return s;
             }
             if Instant::now() > deadline {
