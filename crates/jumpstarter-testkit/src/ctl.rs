@@ -134,6 +134,12 @@ impl CtlLab {
     }
 }
 
+impl Default for CtlLab {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Drop for CtlLab {
     fn drop(&mut self) {
         if let Some(r) = self.running.take() {
@@ -149,6 +155,12 @@ impl std::ops::Deref for JmpLab {
     type Target = CtlLab;
     fn deref(&self) -> &CtlLab {
         &self.0
+    }
+}
+
+impl Default for JmpLab {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
