@@ -1,15 +1,13 @@
 //! `jmp config client|exporter …`, `jmp completion`, and the help tree, run as a user would,
 //! on config roots in temporary directories.
 
-mod common;
-
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::*;
+use jumpstarter_testkit::*;
 
 const T: Duration = Duration::from_secs(60);
 

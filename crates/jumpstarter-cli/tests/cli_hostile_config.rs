@@ -1,13 +1,11 @@
 //! Hostile config files through the real binaries: an alias bomb and deep nesting give one
 //! positioned line and exit 1 at once, in every command that loads a config.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use jumpstarter_testkit::*;
 
 /// Ten levels of ten aliases each: 10^10 nodes if expanded naively, 700 bytes on disk.
 fn bomb(doc_head: &str) -> String {

@@ -4,15 +4,11 @@
 //! lease ends (or, on the exporter, when the pairing timeout passes), and the next client
 //! must be served as usual.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::ctl::{CtlLab, Kill};
-use common::*;
 use jumpstarter_controller::{admin, open_store};
 use jumpstarter_core::controller::{Identity, LeaseClient};
 use jumpstarter_core::limits::{self, Limits};
@@ -20,6 +16,8 @@ use jumpstarter_core::transport::{Dial, H2Channel, Target};
 use jumpstarter_protocol::client_v1::Lease;
 use jumpstarter_protocol::v1::DialRequest;
 use jumpstarter_protocol::v1::controller_service_client::ControllerServiceClient;
+use jumpstarter_testkit::ctl::{CtlLab, Kill};
+use jumpstarter_testkit::*;
 
 const SPAM: usize = 300;
 

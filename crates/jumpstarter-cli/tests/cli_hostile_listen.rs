@@ -4,15 +4,13 @@
 //! bounded number of lines; bad limit values are usage errors; an expired certificate is served
 //! with a warning.
 
-mod common;
-
 use std::io::Read;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
 use jumpstarter_core::Client;
 use jumpstarter_core::transport::{Dial, Target};
+use jumpstarter_testkit::*;
 
 const T: Duration = Duration::from_secs(120);
 

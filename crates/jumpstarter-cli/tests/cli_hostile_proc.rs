@@ -3,13 +3,11 @@
 //! behind when `jmp run` is stopped by SIGTERM, and a direct-mode `beforeLease` failure that
 //! must belong to one client's cycle only. Loopback only; every wait is bounded.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use jumpstarter_testkit::*;
 use nix::sys::signal::Signal;
 
 const T: Duration = Duration::from_secs(120);

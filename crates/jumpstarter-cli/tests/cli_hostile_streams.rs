@@ -3,14 +3,12 @@
 //! exporter's memory reaches a plateau after the first rounds instead of creeping up round
 //! after round.
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
 use jumpstarter_core::Client;
 use jumpstarter_core::transport::{Dial, Target};
+use jumpstarter_testkit::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn rss_kib(pid: u32) -> u64 {

@@ -1,12 +1,10 @@
 //! `jmp shell` (local mode) and `j`: behaviour, exit codes and bad input.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use jumpstarter_testkit::*;
 
 const T: Duration = Duration::from_secs(60);
 

@@ -1,15 +1,13 @@
 //! `jmp run` (direct mode) and `jmp shell --tls-grpc`, ours against ours: listeners, TLS,
 //! passphrases, hooks seen through the shell, signals and exit codes, bad input.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
 use jumpstarter_core::Client;
 use jumpstarter_core::transport::{Dial, Target};
+use jumpstarter_testkit::*;
 use nix::sys::signal::Signal;
 
 const T: Duration = Duration::from_secs(120);

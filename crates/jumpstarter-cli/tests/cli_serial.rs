@@ -1,16 +1,14 @@
 //! `j <serial> pipe|start-console|call` against our exporter: loop://, a pty standing in for a
 //! device, usage errors, and the console driven through a real terminal (a pty).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
 use jumpstarter_core::LogHub;
 use jumpstarter_drivers::serial::testing::PtyDevice;
 use jumpstarter_exporter::Exporter;
+use jumpstarter_testkit::*;
 use nix::sys::termios::{LocalFlags, Termios};
 
 const T: Duration = Duration::from_secs(60);

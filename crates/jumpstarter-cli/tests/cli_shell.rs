@@ -1,14 +1,12 @@
 //! `j <shell> <method> ...` against our exporter's Shell driver: per-method commands, options
 //! as click parses them, env, exit codes, live output and help.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use jumpstarter_testkit::*;
 
 const T: Duration = Duration::from_secs(60);
 

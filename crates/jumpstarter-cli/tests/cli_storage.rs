@@ -2,15 +2,13 @@
 //! bad input (corrupt data, full and read-only targets, a client killed mid-flash, failing
 //! URLs).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
 use jumpstarter_core::Encoding;
 use jumpstarter_core::resource::encoding;
+use jumpstarter_testkit::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const T: Duration = Duration::from_secs(120);

@@ -1,12 +1,10 @@
 //! The admin CLI on a data directory: configs in upstream's layout, saved where upstream saves
 //! them, and clear errors for bad input.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use jumpstarter_testkit::*;
 
 fn admin_in(home: &std::path::Path, dir: &std::path::Path, args: &[&str]) -> (bool, String) {
     let mut cmd = Command::new(controller_bin());

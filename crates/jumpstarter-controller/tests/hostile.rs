@@ -4,8 +4,6 @@
 //! connections and accepts exporters again. Also: bad `JMP_*` values stop `jmp-controller
 //! serve` with a usage error, and an expired certificate is served with a warning.
 
-mod common;
-
 use std::io::Read;
 use std::net::SocketAddr;
 use std::process::Command;
@@ -180,12 +178,12 @@ fn bad_limit_values_are_usage_errors() {
         ("JMP_CONTROLLER_MAX_CONNECTIONS", "lots"),
         ("JMP_HANDSHAKE_TIMEOUT", "0"),
     ] {
-        let mut cmd = Command::new(common::controller_bin());
+        let mut cmd = Command::new(jumpstarter_testkit::controller_bin());
         cmd.args(["serve", "--data-dir"])
             .arg(tmp.path())
             .args(["--listen", "127.0.0.1:0"])
             .env(var, value);
-        let out = common::run(&mut cmd, Duration::from_secs(30));
+        let out = jumpstarter_testkit::run(&mut cmd, Duration::from_secs(30));
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert_eq!(out.status.code(), Some(2), "{text}");
         assert_eq!(text.trim().lines().count(), 1, "{text}");
@@ -210,7 +208,11 @@ async fn an_expired_certificate_is_served_with_a_warning() {
         "--tls-key",
         k.to_str().unwrap(),
     ];
-    let ctl = common::Controller::start_with(&tmp.path().join("data"), "127.0.0.1:0", &extra);
+    let ctl = jumpstarter_testkit::Controller::start_with(
+        &tmp.path().join("data"),
+        "127.0.0.1:0",
+        &extra,
+    );
     let out = ctl.proc.output();
     let warning = format!(
         "the TLS certificate {}: expired on 2021-01-01 00:00:00 UTC",

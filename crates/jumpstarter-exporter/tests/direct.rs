@@ -17,6 +17,7 @@ use jumpstarter_exporter::Exporter;
 use jumpstarter_exporter::direct::{Control, DirectOptions, Outcome};
 use jumpstarter_exporter::hooks::HookKind;
 use jumpstarter_protocol::v1::{ExporterStatus, LogSource};
+use jumpstarter_testkit::{alive, write_ca};
 use tokio::sync::broadcast;
 
 const T: Duration = Duration::from_secs(60);
@@ -475,16 +476,6 @@ async fn after_lease_failure_modes() {
     assert_eq!(r.wait().await, Outcome::HookExit(HookKind::AfterLease));
 }
 
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        let state = s
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .unwrap_or("");
-        state != "Z" && state != "X"
-    })
-}
-
 async fn read_pids(path: &Path) -> Vec<i32> {
     tokio::time::timeout(T, async {
         loop {
@@ -662,30 +653,6 @@ async fn passphrase_is_required_on_tcp_but_not_on_the_hook_socket() {
     // Wrong passphrases cost nothing: the session still serves.
     client.get_status().await.unwrap();
     r.stop().await;
-}
-
-fn write_ca(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("{name} test CA"));
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
-        .unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    let paths = (
-        dir.join(format!("{name}-ca.pem")),
-        dir.join(format!("{name}-cert.pem")),
-        dir.join(format!("{name}-key.pem")),
-    );
-    std::fs::write(&paths.0, ca.pem()).unwrap();
-    std::fs::write(&paths.1, leaf.pem()).unwrap();
-    std::fs::write(&paths.2, leaf_key.serialize_pem()).unwrap();
-    paths
 }
 
 #[tokio::test]

@@ -10,29 +10,9 @@ use jumpstarter_core::LogHub;
 use jumpstarter_core::client::{Client, ClientError, Code};
 use jumpstarter_core::transport::Target;
 use jumpstarter_exporter::{Exporter, LocalSession};
+use jumpstarter_testkit::{py, workspace_root};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap()
-        .to_owned()
-}
-
-fn venv_python() -> PathBuf {
-    let venv = std::env::var_os("JMP_INTEROP_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join(".venv"));
-    let py = venv.join("bin/python");
-    assert!(
-        py.is_file(),
-        "the upstream Jumpstarter 0.9.0 venv is missing at {}: run scripts/setup-interop-venv.sh",
-        venv.display()
-    );
-    py
-}
 
 /// A temp dir holding the vendor package and a `python` that finds it (the venv's python with
 /// PYTHONPATH set: the exporter passes its own environment to hosts).
@@ -47,7 +27,7 @@ impl Lab {
         std::fs::create_dir_all(&pkg).unwrap();
         for f in ["__init__.py", "client.py"] {
             std::fs::copy(
-                workspace().join("tests/interop/vendorpackage").join(f),
+                workspace_root().join("tests/interop/vendorpackage").join(f),
                 pkg.join(f),
             )
             .unwrap();
@@ -58,7 +38,7 @@ impl Lab {
             format!(
                 "#!/bin/sh\nPYTHONPATH='{}' exec '{}' \"$@\"\n",
                 dir.path().join("pkgs").display(),
-                venv_python().display()
+                py().display()
             ),
         )
         .unwrap();
@@ -295,7 +275,7 @@ async fn python_without_jumpstarter() {
     // A bare interpreter: the venv's python with -S would still find site-packages through
     // pyvenv.cfg, so use the base interpreter the venv was made from, isolated (-I ignores
     // PYTHONPATH and user site-packages).
-    let base = std::process::Command::new(venv_python())
+    let base = std::process::Command::new(py())
         .args(["-c", "import sys; print(sys._base_executable)"])
         .output()
         .unwrap();

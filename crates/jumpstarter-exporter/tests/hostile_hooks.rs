@@ -13,6 +13,7 @@ use jumpstarter_core::{Client, Session};
 use jumpstarter_exporter::Exporter;
 use jumpstarter_exporter::direct::{Control, DirectOptions, Outcome};
 use jumpstarter_protocol::v1::ExporterStatus;
+use jumpstarter_testkit::alive;
 use tokio::sync::broadcast;
 
 const T: Duration = Duration::from_secs(60);
@@ -167,16 +168,6 @@ async fn start(hooks: &str) -> (Direct, broadcast::Receiver<StatusState>) {
         },
         updates,
     )
-}
-
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        let st = s
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().next())
-            .unwrap_or("");
-        st != "Z" && st != "X"
-    })
 }
 
 #[tokio::test]

@@ -4,18 +4,16 @@
 //! * our `j serial pipe` and our Rust client (with the `Console` expect helper) against
 //!   upstream's exporter (`jmp shell --exporter-config` from the pinned venv).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
 use jumpstarter_core::Client;
 use jumpstarter_core::client::Code;
 use jumpstarter_core::transport::Target;
 use jumpstarter_drivers::serial::testing::PtyDevice;
 use jumpstarter_drivers::serial::{ExpectError, SerialClient};
+use jumpstarter_testkit::*;
 use tokio::io::AsyncReadExt;
 
 const T: Duration = Duration::from_secs(120);

@@ -2,30 +2,16 @@
 //! for the tests that run `jmp` in distributed mode.
 
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use jumpstarter_controller::{Options, admin, open_store};
 
-use super::descendants;
+use crate::paths::{jmp, path_with_ours};
+pub use crate::process::Kill;
+use crate::process::{clean, ok, run_timeout};
 
-/// Kills a process and everything it started (upstream's `jmp run` forks into a new session)
-/// when dropped.
-pub struct Kill(pub Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        for pid in descendants(self.0.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
+/// The in-process controller and its directories; shut down when dropped.
 pub struct CtlLab {
     pub rt: tokio::runtime::Runtime,
     _tmp: tempfile::TempDir,
@@ -37,6 +23,7 @@ pub struct CtlLab {
 }
 
 impl CtlLab {
+    /// Starts the controller on a free port with data in a new tempdir.
     pub fn new() -> CtlLab {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let tmp = tempfile::Builder::new().prefix("ctl-").tempdir().unwrap();
@@ -147,10 +134,123 @@ impl CtlLab {
     }
 }
 
+impl Default for CtlLab {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Drop for CtlLab {
     fn drop(&mut self) {
         if let Some(r) = self.running.take() {
             self.rt.block_on(r.shutdown(Duration::from_secs(1)));
         }
     }
+}
+
+/// The controller lab plus our `jmp` with `$HOME` in it.
+pub struct JmpLab(pub CtlLab);
+
+impl std::ops::Deref for JmpLab {
+    type Target = CtlLab;
+    fn deref(&self) -> &CtlLab {
+        &self.0
+    }
+}
+
+impl Default for JmpLab {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl JmpLab {
+    /// A new lab.
+    pub fn new() -> JmpLab {
+        JmpLab(CtlLab::new())
+    }
+
+    /// A client config, saved both as a file and as alias `name` under `$HOME`.
+    pub fn client_config(&self, name: &str) -> PathBuf {
+        let path = self.0.client_config(name);
+        let dir = self.root.join(".config/jumpstarter/clients");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&path, dir.join(format!("{name}.yaml"))).unwrap();
+        path
+    }
+
+    /// Starts `program run` (ours or upstream's `jmp`) on `config`; stderr goes to the
+    /// returned log file.
+    pub fn exporter(&self, program: PathBuf, config: &Path, tag: &str) -> (Kill, PathBuf) {
+        self.exporter_env(program, config, tag, &[])
+    }
+
+    /// [`JmpLab::exporter`] with extra environment variables.
+    pub fn exporter_env(
+        &self,
+        program: PathBuf,
+        config: &Path,
+        tag: &str,
+        env: &[(&str, &Path)],
+    ) -> (Kill, PathBuf) {
+        let log = self.root.join(format!("exporter-{tag}.log"));
+        let mut cmd = Command::new(program);
+        clean(&mut cmd);
+        cmd.env_remove("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH")
+            .env_remove("JUMPSTARTER_FORCE_SYSTEM_CERTS");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.env("HOME", &self.root)
+            .args(["run", "--exporter-config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(self.root.join("exporter.out")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap());
+        (Kill(cmd.spawn().unwrap()), log)
+    }
+
+    /// Our `jmp` with `$HOME` in the lab and our `j` first on `PATH`.
+    pub fn jmp(&self, args: &[&str]) -> Output {
+        self.program(jmp(), args)
+    }
+
+    /// `program ARGS…` (ours or upstream's `jmp`) like [`JmpLab::jmp`].
+    pub fn program(&self, program: PathBuf, args: &[&str]) -> Output {
+        let mut cmd = Command::new(program);
+        clean(&mut cmd);
+        cmd.env("HOME", &self.root)
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("JMP_CLIENT_CONFIG_HOME")
+            .env_remove("JMP_CLIENT")
+            .env_remove("JMP_CLIENT_CONFIG")
+            .env("PATH", path_with_ours())
+            .args(args);
+        run_timeout(&mut cmd, Duration::from_secs(120))
+    }
+
+    /// Names of the active leases of `client`, as our `jmp get leases -o name` lists them.
+    pub fn active_leases(&self, client: &str) -> Vec<String> {
+        let o = self.jmp(&["get", "leases", "--client", client, "-o", "name"]);
+        ok(&o).lines().map(str::to_string).collect()
+    }
+
+    /// Waits until `client` holds no active lease (the controller ends released leases
+    /// right after DeleteLease).
+    pub fn wait_no_leases(&self, client: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let active = self.active_leases(client);
+            if active.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "leases still active: {active:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Asserts success and parses stdout as JSON.
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(o)).unwrap()
 }

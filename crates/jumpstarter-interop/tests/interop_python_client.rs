@@ -1,12 +1,10 @@
 //! Upstream Jumpstarter 0.9.0 (Python client library, raw grpcio stubs, and `j`) against our
 //! exporter, started by our `jmp shell --exporter-config`.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use jumpstarter_testkit::*;
 
 const T: Duration = Duration::from_secs(90);
 

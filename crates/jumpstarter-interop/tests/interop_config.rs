@@ -2,14 +2,12 @@
 //! the same way, and what we write upstream reads the same way. Both `jmp config … list`
 //! outputs are compared on the same directory.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
 use jumpstarter_config::{ClientConfig, ExporterConfig, GrpcOptionValue};
+use jumpstarter_testkit::*;
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(120);

@@ -2,8 +2,6 @@
 //! client and `j` against our exporter, our `j` and Rust clients against upstream's exporter,
 //! and the same calls against both exporters compared with each other.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -12,10 +10,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
 use jumpstarter_core::Client;
 use jumpstarter_core::transport::Target;
 use jumpstarter_drivers::shell::{ShellClient, ShellOutput};
+use jumpstarter_testkit::*;
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(120);

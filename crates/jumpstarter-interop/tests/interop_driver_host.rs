@@ -4,13 +4,11 @@
 //! not port (jumpstarter-driver-http, jumpstarter-driver-ssh), all next to built-in drivers in
 //! one tree, used by our `j` and by upstream's Python client through our `jmp shell`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use jumpstarter_testkit::*;
 
 const T: Duration = Duration::from_secs(180);
 

@@ -1,18 +1,16 @@
 //! Our `j` and our Rust client library against upstream Jumpstarter 0.9.0's exporter, started by
 //! upstream's `jmp shell --exporter-config`.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
 use futures::StreamExt;
 use jumpstarter_core::Client;
 use jumpstarter_core::transport::Target;
 use jumpstarter_drivers::network::NetworkClient;
 use jumpstarter_drivers::power::{PowerClient, PowerReading};
+use jumpstarter_testkit::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const T: Duration = Duration::from_secs(120);

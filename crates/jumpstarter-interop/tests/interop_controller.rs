@@ -2,14 +2,12 @@
 //! by upstream 0.9.0's `jmp shell` with upstream's and our `j`: registration, status, Listen,
 //! router tunnels into the exporter's session, release.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::ctl::{CtlLab, Kill};
-use common::*;
+use jumpstarter_testkit::ctl::{CtlLab, Kill};
+use jumpstarter_testkit::*;
 
 /// The controller lab plus our exporter and upstream's shell.
 struct Lab(CtlLab);

@@ -1,13 +1,11 @@
 //! Upstream Jumpstarter 0.9.0 (`jmp run`, `jmp shell`, `j`, the Python client library)
 //! against our controller and router. Needs the pinned venv (`JMP_INTEROP_VENV`).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use jumpstarter_testkit::*;
 
 struct Lab {
     _tmp: tempfile::TempDir,

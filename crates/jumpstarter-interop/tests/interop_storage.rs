@@ -2,13 +2,11 @@
 //! client and `j` against our exporter, our `j` against upstream's exporter, with every
 //! compression, and the same client calls against both exporters compared with each other.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::*;
+use jumpstarter_testkit::*;
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(240);

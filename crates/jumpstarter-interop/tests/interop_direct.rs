@@ -3,13 +3,11 @@
 //! --tls-grpc` against upstream's `jmp run --tls-grpc-listener`. Plaintext, TLS with a test CA,
 //! passphrases accepted and rejected, hooks and their logs, every onFailure mode.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use jumpstarter_testkit::*;
 
 const T: Duration = Duration::from_secs(180);
 
