@@ -315,11 +315,13 @@ fn every_on_failure_mode_as_upstream_shell_sees_it() {
     drop(exporter);
 
     // exit: our exporter stops with code 3; the shell reports the failure.
+    // The hook outlasts the upstream shell's start-up (seconds for Python on a loaded machine),
+    // so the shell is connected when the exporter shuts down.
     let cfg = direct_config(
         dir.path(),
         &format!(
             "hooks:\n{}",
-            hook("beforeLease", "sleep 2; exit 3", "onFailure: exit")
+            hook("beforeLease", "sleep 8; exit 3", "onFailure: exit")
         ),
     );
     let mut exporter = our_run(&cfg, &["--tls-grpc-insecure"]);
