@@ -14,20 +14,11 @@ use serde_json::Value;
 
 use crate::output::print_value;
 use crate::stdio::stdio;
-use crate::{CliResult, Commands, Node, async_trait, group};
+use crate::{CliResult, group};
 
-/// The generic command set (what `j` gives a client class no family registered).
-pub struct Generic;
-
-#[async_trait(?Send)]
-impl Commands for Generic {
-    fn command(&self, node: &Node<'_>) -> Command {
-        command(node.path, node.client)
-    }
-
-    async fn run(&self, node: &Node<'_>, m: &ArgMatches) -> CliResult {
-        run(node.client, m).await
-    }
+crate::command_set! {
+    /// The generic command set (what `j` gives a client class no family registered).
+    pub struct Generic => command, run;
 }
 
 /// The generic group of a node: `call`, `stream-call`, `connect` and `methods`. A family's

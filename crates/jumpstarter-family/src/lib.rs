@@ -25,6 +25,7 @@ use jumpstarter_core::registry::Built;
 use jumpstarter_core::{BuildContext, ConfigError, DriverClient, Registry};
 
 pub use async_trait::async_trait;
+pub use clap;
 pub use jumpstarter_core::exit::{CliError, CliResult};
 
 /// What a command set fetched before the tree was built (see [`Commands::prepare`]).
@@ -65,6 +66,38 @@ pub trait Commands: Send + Sync + 'static {
 
     /// Runs the sub-command `m` chose; `Ok(code)` is the exit status.
     async fn run(&self, node: &Node<'_>, m: &ArgMatches) -> CliResult;
+}
+
+/// A command set made of two functions: `command(path, node) -> Command` and
+/// `async run(node, matches) -> CliResult` (for sets that need no preparation and no state).
+///
+/// ```ignore
+/// jumpstarter_family::command_set! {
+///     /// The commands of `LampClient`.
+///     pub struct LampCommands => command, run;
+/// }
+/// ```
+#[macro_export]
+macro_rules! command_set {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident => $command:path, $run:path;) => {
+        $(#[$meta])*
+        $vis struct $name;
+
+        #[$crate::async_trait(?Send)]
+        impl $crate::Commands for $name {
+            fn command(&self, node: &$crate::Node<'_>) -> $crate::clap::Command {
+                $command(node.path, node.client)
+            }
+
+            async fn run(
+                &self,
+                node: &$crate::Node<'_>,
+                m: &$crate::clap::ArgMatches,
+            ) -> $crate::CliResult {
+                $run(node.client, m).await
+            }
+        }
+    };
 }
 
 /// Everything the families of a build register: driver types and command sets.

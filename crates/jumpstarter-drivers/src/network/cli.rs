@@ -8,22 +8,13 @@ use jumpstarter_core::DriverClient;
 use jumpstarter_core::socket::SocketDir;
 use jumpstarter_core::stream::splice;
 use jumpstarter_family::stdio::stdio;
-use jumpstarter_family::{CliError, CliResult, Commands, Node, async_trait, group, help_for};
+use jumpstarter_family::{CliError, CliResult, group, help_for};
 
 use super::{NetworkClient, split_host_port, strip_scheme};
 
-/// The commands of `NetworkClient` (and `DbusNetworkClient`).
-pub struct NetworkCommands;
-
-#[async_trait(?Send)]
-impl Commands for NetworkCommands {
-    fn command(&self, node: &Node<'_>) -> Command {
-        command(node.path, node.client)
-    }
-
-    async fn run(&self, node: &Node<'_>, m: &ArgMatches) -> CliResult {
-        run(node.client, m).await
-    }
+jumpstarter_family::command_set! {
+    /// The commands of `NetworkClient` (and `DbusNetworkClient`).
+    pub struct NetworkCommands => command, run;
 }
 
 fn command(path: &str, node: &DriverClient) -> Command {

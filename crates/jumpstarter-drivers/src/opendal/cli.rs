@@ -7,23 +7,14 @@ use clap::{Arg, ArgMatches, Command, value_parser};
 use futures::StreamExt;
 use jumpstarter_core::DriverClient;
 use jumpstarter_family::output::print_value;
-use jumpstarter_family::{CliError, CliResult, Commands, Node, async_trait, group, help_for};
+use jumpstarter_family::{CliError, CliResult, group, help_for};
 use serde_json::{Value, json};
 
 use super::OpendalClient;
 
-/// The commands of `OpendalClient`.
-pub struct OpendalCommands;
-
-#[async_trait(?Send)]
-impl Commands for OpendalCommands {
-    fn command(&self, node: &Node<'_>) -> Command {
-        command(node.path, node.client)
-    }
-
-    async fn run(&self, node: &Node<'_>, m: &ArgMatches) -> CliResult {
-        run(node.client, m).await
-    }
+jumpstarter_family::command_set! {
+    /// The commands of `OpendalClient`.
+    pub struct OpendalCommands => command, run;
 }
 
 fn path_arg(name: &'static str) -> Arg {

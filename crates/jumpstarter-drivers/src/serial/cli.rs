@@ -15,7 +15,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 use jumpstarter_core::DriverClient;
-use jumpstarter_family::{CliError, CliResult, Commands, Node, async_trait, generic, usage};
+use jumpstarter_family::{CliError, CliResult, generic, usage};
 use jumpstarter_family::{HELP_TEMPLATE, group, help_for};
 use nix::sys::termios::{self, SetArg, Termios};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -45,18 +45,9 @@ Examples:
   printf 'reboot\\n' | j serial pipe
   cat script.txt | j serial pipe --no-output";
 
-/// The commands of `PySerialClient`.
-pub struct SerialCommands;
-
-#[async_trait(?Send)]
-impl Commands for SerialCommands {
-    fn command(&self, node: &Node<'_>) -> Command {
-        command(node.path, node.client)
-    }
-
-    async fn run(&self, node: &Node<'_>, m: &ArgMatches) -> CliResult {
-        run(node.client, m).await
-    }
+jumpstarter_family::command_set! {
+    /// The commands of `PySerialClient`.
+    pub struct SerialCommands => command, run;
 }
 
 fn command(path: &str, node: &DriverClient) -> Command {
