@@ -71,18 +71,17 @@ async fn run(host: String, args: Vec<OsString>) -> i32 {
 /// `JMP_GRPC_INSECURE=1` (or `JUMPSTARTER_GRPC_INSECURE=1`) means plaintext, otherwise TLS
 /// verified against `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH` or the system store; the passphrase
 /// comes from `JMP_GRPC_PASSPHRASE`. Unix socket targets use neither.
-fn dial_options(target: &Target) -> Result<Dial, String> {
+fn dial_options(target: &Target) -> Result<Dial, jumpstarter_core::exit::CliError> {
     if let Target::Unix(_) = target {
         return Ok(Dial::default());
     }
     let tls = if insecure_env() {
         None
     } else {
-        let roots = tls::default_roots().map_err(|e| e.to_string())?;
-        Some(
-            tls::client_config(&tls::ServerTrust::Roots(std::sync::Arc::new(roots)))
-                .map_err(|e| e.to_string())?,
-        )
+        let roots = tls::default_roots()?;
+        Some(tls::client_config(&tls::ServerTrust::Roots(
+            std::sync::Arc::new(roots),
+        ))?)
     };
     let passphrase = std::env::var("JMP_GRPC_PASSPHRASE")
         .ok()

@@ -101,6 +101,21 @@ pub struct HttpPowerConfig {
 }
 
 /// An endpoint ready to call.
+/// Why an endpoint of the config is not usable (the text follows `config.<key>.`).
+#[derive(Debug, thiserror::Error)]
+enum EndpointError {
+    #[error("method: `{0}` is not an HTTP method")]
+    Method(String),
+    #[error("url: `{url}`: {source}")]
+    Url {
+        url: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("url: `{0}` is not an http:// or https:// URL")]
+    Scheme(String),
+}
+
 #[derive(Debug, Clone)]
 struct Endpoint {
     method: reqwest::Method,
@@ -111,16 +126,16 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    fn new(c: &EndpointConfig) -> Result<Endpoint, String> {
+    fn new(c: &EndpointConfig) -> Result<Endpoint, EndpointError> {
         let name = c.method.to_ascii_uppercase();
         let method = reqwest::Method::from_bytes(name.as_bytes())
-            .map_err(|_| format!("method: `{}` is not an HTTP method", c.method))?;
-        let url = reqwest::Url::parse(&c.url).map_err(|e| format!("url: `{}`: {e}", c.url))?;
+            .map_err(|_| EndpointError::Method(c.method.clone()))?;
+        let url = reqwest::Url::parse(&c.url).map_err(|source| EndpointError::Url {
+            url: c.url.clone(),
+            source: Box::new(source),
+        })?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!(
-                "url: `{}` is not an http:// or https:// URL",
-                c.url
-            ));
+            return Err(EndpointError::Scheme(c.url.clone()));
         }
         let sends_body = matches!(name.as_str(), "POST" | "PUT" | "PATCH");
         Ok(Endpoint {
