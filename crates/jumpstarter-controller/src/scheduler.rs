@@ -439,16 +439,18 @@ fn acquire(
         }
         enabled
     };
-    // No access policies yet: every candidate is approved (priority 0, no spot access).
+    // No access policies yet: every candidate is approved (priority 0, no spot access), so
+    // the only way to have none is a selector that matches no exporter. The reason stays
+    // upstream's (`NoAccess`); its text ("... none of them are approved by any policy") would
+    // point at policies that do not exist here.
     if candidates.is_empty() {
-        return unsatisfiable(
-            l,
-            "NoAccess",
-            "While there are 0 exporters matching the selector, none of them are approved by \
-             any policy for your client"
-                .into(),
-            now,
+        let sel = l.selector.to_string();
+        let message = format!(
+            "No exporter in namespace {} matches the selector {}",
+            l.namespace,
+            crate::text::clip(&sel)
         );
+        return unsatisfiable(l, "NoAccess", message, now);
     }
     let online: Vec<&ExporterRecord> = candidates
         .iter()

@@ -833,6 +833,12 @@ async fn bad_lease_requests_fail_like_upstream() {
         .wait_lease(&alice, "mine", |l| l.effective_end_time.is_some())
         .await;
     assert_eq!(conds(&l), ["Unsatisfiable=True:NoAccess"]);
+    let message = l.conditions[0].message.as_deref().unwrap_or_default();
+    assert!(
+        message.starts_with("No exporter in namespace default matches the selector "),
+        "{message}"
+    );
+    assert!(!message.contains("policy"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,7 +42,8 @@ enum Command {
     /// an exporter leased from a controller
     #[command(alias = "sh", alias = "s")]
     Shell(Box<shell::ShellArgs>),
-    /// Run an exporter: in direct mode (--tls-grpc-listener) clients connect to it over TCP
+    /// Run an exporter: registered with the controller named by its config (endpoint, token),
+    /// or in direct mode (--tls-grpc-listener) serving clients over TCP
     #[command(after_help = run::AFTER_HELP)]
     Run(Box<run::RunArgs>),
     /// Create a resource
@@ -81,13 +82,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
     if let Some(code) = click_complete::handle(Jmp::command()) {
         return code;
     }
-    let cli = match Jmp::try_parse_from(args) {
+    let cli = match Jmp::try_parse_from(&args) {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = e.exit_code();
-            let _ = e.print();
-            return code;
-        }
+        Err(e) => return usage_error(&e, &args),
     };
     let result = match cli.command {
         Command::Version(v) => version(v.output.as_deref()),
@@ -123,6 +120,94 @@ pub fn main(args: Vec<OsString>) -> i32 {
     };
     // Every command's failure is printed here, once.
     result.unwrap_or_else(|e| e.report())
+}
+
+/// Prints a command-line error as click does for upstream's `jmp` (usage line, hint, one
+/// `Error:` line, exit 2); help and version requests print as clap renders them.
+fn usage_error(err: &clap::Error, args: &[OsString]) -> i32 {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            | ErrorKind::MissingSubcommand
+    ) {
+        let _ = err.print();
+        return err.exit_code();
+    }
+    // The command the error belongs to: follow the words of argv that name subcommands.
+    let mut root = Jmp::command();
+    root.build();
+    let mut cmd = &root;
+    for word in args.iter().skip(1).filter_map(|a| a.to_str()) {
+        if word == "--" {
+            break;
+        }
+        if let Some(c) = cmd.find_subcommand(word) {
+            cmd = c;
+        }
+    }
+    let path = cmd.get_bin_name().unwrap_or("jmp").to_owned();
+    let usage = if cmd.has_subcommands() {
+        format!("Usage: {path} [OPTIONS] COMMAND [ARGS]...")
+    } else {
+        cmd.clone().render_usage().to_string()
+    };
+    let mut message = jumpstarter_family::usage::render(err)
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("Error: ").map(str::to_owned))
+        .unwrap_or_else(|| "invalid usage".into());
+    match err.kind() {
+        // clap suggests hidden aliases (`del`, `sh`) and its own `help`; suggest only the
+        // names a user sees in `--help`.
+        ErrorKind::InvalidSubcommand => {
+            if let Some(ContextValue::String(typed)) = err.get(ContextKind::InvalidSubcommand) {
+                let best = cmd
+                    .get_subcommands()
+                    .filter(|c| !c.is_hide_set() && c.get_name() != "help")
+                    .flat_map(|c| std::iter::once(c.get_name()).chain(c.get_visible_aliases()))
+                    .map(|name| (strsim::jaro(typed, name), name))
+                    .filter(|(score, _)| *score > 0.7)
+                    .max_by(|a, b| a.0.total_cmp(&b.0));
+                message = match best {
+                    Some((_, name)) => format!("No such command '{typed}'. Did you mean '{name}'?"),
+                    None => format!("No such command '{typed}'."),
+                };
+            }
+        }
+        // click names the choices.
+        ErrorKind::InvalidValue => {
+            if let (Some(ContextValue::String(arg)), Some(ContextValue::String(value))) = (
+                err.get(ContextKind::InvalidArg),
+                err.get(ContextKind::InvalidValue),
+            ) {
+                let long = arg.split(' ').next().unwrap_or(arg);
+                let short = cmd
+                    .get_arguments()
+                    .find(|a| a.get_long().is_some_and(|l| long == format!("--{l}")))
+                    .and_then(|a| a.get_short());
+                let named = match short {
+                    Some(c) => format!("'-{c}' / '{long}'"),
+                    None => format!("'{long}'"),
+                };
+                if value.is_empty() {
+                    message = format!("Option {named} requires an argument.");
+                } else if let Some(ContextValue::Strings(valid)) = err.get(ContextKind::ValidValue)
+                {
+                    let valid: Vec<String> = valid.iter().map(|v| format!("'{v}'")).collect();
+                    message = format!(
+                        "Invalid value for {named}: '{value}' is not one of {}.",
+                        valid.join(", ")
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+    eprint!("{usage}\nTry '{path} --help' for help.\n\nError: {message}\n");
+    2
 }
 
 fn with_runtime(f: impl std::future::Future<Output = CliResult>) -> CliResult {

@@ -229,8 +229,13 @@ fn start(cli: Cli) -> Result<(), CliError> {
 fn jumpstarter_controller_init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("JMP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal (a redirected log or journald gets plain text) and never
+    // with NO_COLOR set.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .try_init();
 }

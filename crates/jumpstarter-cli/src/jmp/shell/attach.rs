@@ -50,8 +50,10 @@ pub async fn hook_ready(
     logger: &'static str,
 ) -> Result<JoinHandle<()>, CliError> {
     let logs = spawn_logs(session, exporter_logs);
-    tracing::info!(logger, "Waiting for beforeLease hook to complete...");
-    match wait_ready(session).await {
+    // Said only when there is something to wait for (a direct exporter without hooks is ready
+    // at the first answer).
+    let announce = || tracing::info!(logger, "Waiting for beforeLease hook to complete...");
+    match wait_ready(session, announce).await {
         Ok(message) => {
             if let Some(warning) = message.strip_prefix(HOOK_WARNING_PREFIX) {
                 println!("Warning: {warning}");
@@ -131,8 +133,9 @@ pub async fn attach(
 }
 
 /// Polls GetStatus until LEASE_READY (the message is returned) or a failure (the message is
-/// the error).
-async fn wait_ready(client: &Client) -> Result<String, ReadyError> {
+/// the error); `announce` runs once, when the first answer (or the lack of one) means waiting.
+async fn wait_ready(client: &Client, announce: impl FnOnce()) -> Result<String, ReadyError> {
+    let mut announce = Some(announce);
     let deadline = Instant::now() + READY_TIMEOUT;
     let mut last: Option<(i32, u64)> = None;
     let mut unavailable = 0u32;
@@ -177,6 +180,10 @@ async fn wait_ready(client: &Client) -> Result<String, ReadyError> {
                     return Err(ReadyError::Silent);
                 }
             }
+        }
+        // Not ready yet: waiting.
+        if let Some(announce) = announce.take() {
+            announce();
         }
         if Instant::now() >= deadline {
             return Err(ReadyError::Timeout(READY_TIMEOUT.as_secs()));
