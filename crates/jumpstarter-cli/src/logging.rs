@@ -33,7 +33,9 @@ pub fn init(level: &str, sink: Sink) {
         .with_env_filter(filter)
         .event_format(LineFormat);
     let result = match sink {
-        Sink::Stdout => builder.with_writer(std::io::stdout).try_init(),
+        Sink::Stdout => builder
+            .with_writer(jumpstarter_core::out::LogStdout::new)
+            .try_init(),
         Sink::Stderr => builder.with_writer(std::io::stderr).try_init(),
     };
     // A second init (tests) is harmless.

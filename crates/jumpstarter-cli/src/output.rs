@@ -5,7 +5,7 @@ pub use jumpstarter_family::output::{print_value, py_float};
 /// A table as upstream's Rich table without borders prints one: upper-case headers, columns
 /// two spaces apart, every cell padded to its column's width. Empty: `No resources found.`
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
-    print!("{}", table_text(headers, rows));
+    jumpstarter_core::out!("{}", table_text(headers, rows));
 }
 
 pub fn table_text(headers: &[&str], rows: &[Vec<String>]) -> String {

@@ -337,7 +337,7 @@ fn j_usage_conventions() {
     );
     assert!(s.contains("Generic composite device"), "{s}");
     assert!(s.contains("Usage: j power [OPTIONS] COMMAND [ARGS]...\nTry 'j power --help' for help.\n\nError: No such command 'of'. Did you mean 'off'?"), "{s}");
-    assert!(s.contains("Error: No such option: --bogus"), "{s}");
+    assert!(s.contains("Error: No such option '--bogus'."), "{s}");
 }
 
 #[test]

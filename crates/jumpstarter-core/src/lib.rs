@@ -26,6 +26,7 @@ pub mod forward;
 pub mod interface;
 pub mod limits;
 pub mod logs;
+pub mod out;
 pub mod registry;
 pub mod remote;
 pub mod resource;

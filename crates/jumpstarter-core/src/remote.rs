@@ -40,7 +40,7 @@ type BoxResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>
 
 // The client label of a hosted subtree whose host is not available: upstream's generic client
 // class (any Python client can load it; calls fail with the host's error).
-use jumpstarter_protocol::wire::UNAVAILABLE_CLIENT;
+use jumpstarter_protocol::wire::{UNAVAILABLE_CLIENT, UNAVAILABLE_DESCRIPTION};
 
 /// How long a failed relay waits for the host's supervisor to say why the host went away.
 const FAILURE_GRACE: Duration = Duration::from_secs(2);
@@ -558,7 +558,7 @@ pub fn unavailable(link: Arc<HostLink>, type_name: &str) -> Arc<Instance> {
             owner: true,
         }),
         type_name: type_name.to_owned(),
-        description: Some(format!("unavailable: {reason}")),
+        description: Some(format!("{UNAVAILABLE_DESCRIPTION}{reason}")),
         methods_description: BTreeMap::new(),
         labels: BTreeMap::new(),
         children: Vec::new(),

@@ -92,13 +92,13 @@ pub async fn run(node: &DriverClient, m: &ArgMatches) -> CliResult {
         }
         Some(("methods", _)) => {
             if node.methods_description().is_empty() {
-                println!(
+                jumpstarter_core::outln!(
                     "(the exporter describes no methods for {})",
                     node.client_class()
                 );
             }
             for (name, help) in node.methods_description() {
-                println!("{name}\t{help}");
+                jumpstarter_core::outln!("{name}\t{help}");
             }
             Ok(0)
         }

@@ -52,8 +52,8 @@ pub fn py_float(x: f64) -> String {
 pub fn print_value(v: &serde_json::Value) {
     match v {
         serde_json::Value::Null => {}
-        serde_json::Value::String(s) => println!("{s}"),
-        other => println!("{other}"),
+        serde_json::Value::String(s) => jumpstarter_core::outln!("{s}"),
+        other => jumpstarter_core::outln!("{other}"),
     }
 }
 

@@ -10,7 +10,7 @@ where
     use tokio::io::AsyncWriteExt;
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut stdin = tokio::io::stdin();
-    let mut stdout = tokio::io::stdout();
+    let mut stdout = jumpstarter_core::out::async_stdout();
     let upload = async {
         let _ = tokio::io::copy(&mut stdin, &mut wr).await;
         let _ = wr.shutdown().await;

@@ -221,9 +221,9 @@ fn missing_vendor_package_is_a_clear_error_in_j_and_the_rest_serves() {
     assert!(out.contains("power on"), "{out}");
     assert!(out.contains("unavailable: "), "{out}");
     let err = std::fs::read_to_string(dir.path().join("err.txt")).unwrap();
-    assert!(err.contains("UNAVAILABLE"), "{err}");
+    // j knows the node is the exporter's stand-in and prints the host's reason itself.
     assert!(
-        err.contains("driver host for `relay` is unavailable: the Python driver host could not start: driver `relay` (type `acme_relays.driver.Relay`): Python package `acme_relays` is not installed in "),
+        err.starts_with("Error: driver `relay` is unavailable: the Python driver host could not start: driver `relay` (type `acme_relays.driver.Relay`): Python package `acme_relays` is not installed in "),
         "{err}"
     );
     assert!(err.contains("-m pip install 'acme-relays'"), "{err}");

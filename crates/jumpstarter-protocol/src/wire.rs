@@ -18,6 +18,9 @@ pub const COMPOSITE_CLIENT: &str = "jumpstarter_driver_composite.client.Composit
 /// available, so calls reach the exporter and fail there with the host's error.
 pub const UNAVAILABLE_CLIENT: &str = "jumpstarter.client.DriverClient";
 
+/// How the description of that stand-in starts; the host's reason follows (`j` shows it).
+pub const UNAVAILABLE_DESCRIPTION: &str = "unavailable: ";
+
 /// Initial HTTP/2 stream flow-control window advertised on session connections (4 MiB).
 /// Upstream's grpcio sizes its windows by probing instead of fixing them; a fixed window this
 /// large lets one stream move bulk data at memory speed, and peers honour any advertised value.

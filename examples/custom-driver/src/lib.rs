@@ -158,7 +158,7 @@ impl Commands for ThermometerCommands {
         match m.subcommand() {
             Some(("temp", _)) => {
                 let t = ThermometerClient::new(node.client.clone());
-                println!("{} °C ({})", t.read().await?, t.name().await?);
+                jumpstarter_core::outln!("{} °C ({})", t.read().await?, t.name().await?);
                 Ok(0)
             }
             _ => generic::run(node.client, m).await,

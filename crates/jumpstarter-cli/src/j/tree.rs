@@ -5,6 +5,8 @@
 //! * A node whose class has a command set gets that set's commands, and its children as
 //!   further groups (a child whose name is one of the set's commands is left out).
 //! * A node not allowed by `JMP_DRIVERS_ALLOW` is listed with the reason.
+//! * A hosted node whose driver host failed is listed as unavailable, with the host's reason;
+//!   any command under it says so and exits 1.
 //! * Any other class gets the generic commands (calls by method name).
 
 use std::collections::HashMap;
@@ -16,8 +18,10 @@ use std::sync::Arc;
 use clap::{Arg, ArgMatches, Command};
 use jumpstarter_core::{Client, DriverClient};
 use jumpstarter_family::usage;
-use jumpstarter_family::{CliError, CliResult, Commands, Families, Node, Prepared, group};
-use jumpstarter_protocol::wire::COMPOSITE_CLIENT;
+use jumpstarter_family::{
+    CliError, CliResult, Commands, Families, HELP_TEMPLATE, Node, Prepared, group,
+};
+use jumpstarter_protocol::wire::{COMPOSITE_CLIENT, UNAVAILABLE_CLIENT, UNAVAILABLE_DESCRIPTION};
 
 use jumpstarter_family::generic;
 
@@ -33,6 +37,8 @@ enum Kind {
     Generic,
     /// Not allowed by `JMP_DRIVERS_ALLOW`: listed, with the reason.
     Denied(String),
+    /// The exporter's stand-in for a hosted subtree whose host failed: the host's reason.
+    Unavailable(String),
 }
 
 /// What building and dispatching need besides the node.
@@ -50,6 +56,13 @@ impl Ctx<'_> {
         let class = node.client_class();
         if class == COMPOSITE_CLIENT {
             return Kind::Composite;
+        }
+        if class == UNAVAILABLE_CLIENT
+            && let Some(reason) = node
+                .description()
+                .and_then(|d| d.strip_prefix(UNAVAILABLE_DESCRIPTION))
+        {
+            return Kind::Unavailable(reason.to_owned());
         }
         if let Err(note) = node.allowed_by(self.allow) {
             return Kind::Denied(note.0);
@@ -103,6 +116,15 @@ fn command_for(path: &str, node: &DriverClient, names: &[String], cx: &Ctx<'_>) 
         Kind::Denied(reason) => Command::new(node.name().to_owned())
             .about(reason)
             .allow_external_subcommands(true),
+        Kind::Unavailable(reason) => Command::new(node.name().to_owned())
+            .about(format!("{UNAVAILABLE_DESCRIPTION}{reason}"))
+            .arg(
+                Arg::new("args")
+                    .num_args(0..)
+                    .allow_hyphen_values(true)
+                    .trailing_var_arg(true)
+                    .hide(true),
+            ),
     }
 }
 
@@ -162,14 +184,14 @@ pub async fn run(client: &Client, families: &Families, allow: &Allow, args: Vec<
         argv: raw,
     };
     cx.prepared = prepare(root, &cx).await;
-    let cmd = composite("j", root, &[], &cx);
+    let cmd = clickify(composite("j", root, &[], &cx), "j");
     let argv = std::iter::once(OsString::from("j")).chain(args);
-    let matches = match cmd.try_get_matches_from(argv) {
+    let matches = match cmd.clone().try_get_matches_from(argv) {
         Ok(m) => m,
         Err(e) => {
-            let r = usage::render(&e);
+            let r = usage::render_in(&e, &cmd, &cx.argv);
             if r.to_stdout {
-                print!("{}", r.text);
+                jumpstarter_core::out!("{}", r.text);
             } else {
                 eprint!("{}", r.text);
             }
@@ -181,6 +203,48 @@ pub async fn run(client: &Client, families: &Families, allow: &Allow, args: Vec<
         Err(e) => e.report(),
     }
 }
+
+/// What click does to every command of a tree: the list of a group's commands shows one line
+/// per command (the first sentence of its help, shortened to fit; the whole text stays in the
+/// command's own `--help`), and a command without sub-commands gets click's usage line.
+fn clickify(mut cmd: Command, path: &str) -> Command {
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .collect();
+    let longest = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    let limit = usage::HELP_WIDTH.saturating_sub(6 + longest);
+    for name in names {
+        let sub_path = format!("{path} {name}");
+        cmd = cmd.mut_subcommand(&name, |sub| {
+            let sub = clickify(sub, &sub_path);
+            let Some(about) = sub.get_about().map(|a| a.to_string()) else {
+                return sub;
+            };
+            let short = usage::short_help(&about, limit);
+            if short == about {
+                sub
+            } else {
+                // The whole text in the command's own help (before_help rather than
+                // long_about, which would switch clap to its long layout).
+                sub.about(short)
+                    .before_help(about)
+                    .help_template(FULL_HELP_TEMPLATE)
+            }
+        });
+    }
+    if !cmd.has_subcommands() {
+        let usage = usage::click_usage(&cmd, path);
+        cmd = cmd.override_usage(usage);
+        if cmd.get_before_help().is_none() {
+            cmd = cmd.help_template(HELP_TEMPLATE);
+        }
+    }
+    cmd
+}
+
+/// [`HELP_TEMPLATE`] with the whole help text where the (shortened) about would be.
+const FULL_HELP_TEMPLATE: &str = "{usage-heading} {usage}\n\n{before-help}{all-args}{after-help}";
 
 type BoxFut<'a> = Pin<Box<dyn Future<Output = CliResult> + 'a>>;
 
@@ -221,6 +285,10 @@ fn dispatch<'a>(
             Kind::Family(c) => c.run(&cx.node(&node, &path, &names), &m).await,
             Kind::Generic => generic::run(&node, &m).await,
             Kind::Denied(reason) => Err(CliError::runtime(format!("{}: {reason}", node.name()))),
+            Kind::Unavailable(reason) => Err(CliError::runtime(format!(
+                "driver `{}` is unavailable: {reason}",
+                names.join(".")
+            ))),
         }
     })
 }

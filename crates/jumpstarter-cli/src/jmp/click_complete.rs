@@ -60,7 +60,7 @@ pub fn handle(cmd: Command) -> Option<i32> {
                 item.help.replace('\n', "\\n").replace('\t', " ")
             ),
         };
-        println!("{line}");
+        jumpstarter_core::outln!("{line}");
     }
     Some(0)
 }

@@ -192,7 +192,7 @@ fn client(cmd: ClientCommand, loc: &Locations) -> Result<(), CliError> {
             user.current_client = Some(a.name.clone());
             user.save(&loc.user_config()).map_err(error)?;
             if a.output.is_some() {
-                println!("{}", path.display());
+                jumpstarter_core::outln!("{}", path.display());
             }
             Ok(())
         }
@@ -302,7 +302,7 @@ fn client_create(a: ClientCreate, loc: &Locations) -> Result<(), CliError> {
         }
     }
     if a.output.is_some() {
-        println!("{}", target.display());
+        jumpstarter_core::outln!("{}", target.display());
     }
     Ok(())
 }
@@ -323,7 +323,7 @@ fn client_delete(alias: &str, print_path: bool, loc: &Locations) -> Result<(), C
     std::fs::remove_file(&path)
         .map_err(|e| error(format!("cannot delete {}: {e}", path.display())))?;
     if print_path {
-        println!("{}", path.display());
+        jumpstarter_core::outln!("{}", path.display());
     }
     Ok(())
 }
@@ -352,7 +352,9 @@ fn client_list(output: Option<&str>, loc: &Locations) -> Result<(), CliError> {
             });
             print_structured(&v, output == Some("yaml"));
         }
-        Some(_) => configs.iter().for_each(|c| println!("{}", c.alias)),
+        Some(_) => configs
+            .iter()
+            .for_each(|c| jumpstarter_core::outln!("{}", c.alias)),
         None => {
             let rows: Vec<Vec<String>> = configs
                 .iter()
@@ -425,7 +427,7 @@ fn exporter(cmd: ExporterCommand, loc: &Locations) -> Result<(), CliError> {
             cfg.tls.insecure = a.insecure_tls;
             cfg.save(&path).map_err(error)?;
             if a.output.is_some() {
-                println!("{}", path.display());
+                jumpstarter_core::outln!("{}", path.display());
             }
             Ok(())
         }
@@ -445,7 +447,7 @@ fn exporter(cmd: ExporterCommand, loc: &Locations) -> Result<(), CliError> {
             std::fs::remove_file(&user)
                 .map_err(|e| error(format!("cannot delete {}: {e}", user.display())))?;
             if a.output.is_some() {
-                println!("{}", user.display());
+                jumpstarter_core::outln!("{}", user.display());
             }
             if system.is_file() {
                 eprintln!(
@@ -486,7 +488,9 @@ fn exporter(cmd: ExporterCommand, loc: &Locations) -> Result<(), CliError> {
                     });
                     print_structured(&v, o == "yaml");
                 }
-                Some(_) => configs.iter().for_each(|c| println!("{}", c.alias)),
+                Some(_) => configs
+                    .iter()
+                    .for_each(|c| jumpstarter_core::outln!("{}", c.alias)),
                 None => {
                     let rows: Vec<Vec<String>> = configs
                         .iter()
@@ -513,9 +517,9 @@ fn exporter(cmd: ExporterCommand, loc: &Locations) -> Result<(), CliError> {
 fn print_structured(v: &Json, yaml: bool) {
     if yaml {
         // PyYAML's safe_dump (sorted keys) printed by Rich: one extra blank line.
-        println!("{}", jumpstarter_config::emit::to_yaml_sorted(v));
+        jumpstarter_core::outln!("{}", jumpstarter_config::emit::to_yaml_sorted(v));
     } else {
-        println!("{}", output::json_indent4(v));
+        jumpstarter_core::outln!("{}", output::json_indent4(v));
     }
 }
 

@@ -231,22 +231,26 @@ fn completion(shell: &str) -> CliResult {
         _ => Shell::Fish,
     };
     let mut cmd = Jmp::command();
-    clap_complete::generate(shell, &mut cmd, "jmp", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "jmp", &mut script);
+    jumpstarter_core::out::write_stdout_bytes(&script);
     Ok(0)
 }
 
 fn version(output: Option<&str>) -> CliResult {
     let version = env!("CARGO_PKG_VERSION");
     match output {
-        Some("json") => println!(
+        Some("json") => jumpstarter_core::outln!(
             "{{\n    \"gitVersion\": \"{version}\",\n    \"implementation\": \"jumpstarter-rs\"\n}}"
         ),
-        Some("yaml") => println!("gitVersion: {version}\nimplementation: jumpstarter-rs\n"),
+        Some("yaml") => {
+            jumpstarter_core::outln!("gitVersion: {version}\nimplementation: jumpstarter-rs\n")
+        }
         _ => {
             let exe = std::env::current_exe()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| "jmp".into());
-            println!(
+            jumpstarter_core::outln!(
                 "Jumpstarter v{version} from {exe} (jumpstarter-rs, protocol of Jumpstarter 0.9.0)"
             );
         }

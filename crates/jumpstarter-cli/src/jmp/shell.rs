@@ -178,7 +178,7 @@ async fn local(path: &Path, command: &[OsString]) -> CliResult {
     if command.is_empty() {
         let motd = local.session.motd();
         if !motd.trim().is_empty() {
-            println!("{}", motd.trim_end());
+            jumpstarter_core::outln!("{}", motd.trim_end());
         }
     }
     let env = [

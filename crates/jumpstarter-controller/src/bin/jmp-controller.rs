@@ -342,12 +342,12 @@ async fn print_config(
                 Single::Client => "Client",
                 Single::Exporter => "Exporter",
             };
-            println!(
+            jumpstarter_core::outln!(
                 "{what} configuration successfully saved to {}",
                 path.display()
             );
         }
-        None => print!("{text}"),
+        None => jumpstarter_core::out!("{text}"),
     }
     Ok(())
 }
@@ -417,7 +417,9 @@ async fn admin_inner(
                     .collect(),
             };
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                Output::Json => {
+                    jumpstarter_core::outln!("{}", serde_json::to_string_pretty(&rows)?)
+                }
                 Output::Text => {
                     for r in rows {
                         let obj = r.as_object().cloned().unwrap_or_default();
@@ -425,7 +427,7 @@ async fn admin_inner(
                             .iter()
                             .map(|(k, v)| format!("{k}={}", v.to_string().trim_matches('"')))
                             .collect();
-                        println!("{}", line.join("  "));
+                        jumpstarter_core::outln!("{}", line.join("  "));
                     }
                 }
             }
@@ -437,11 +439,11 @@ async fn admin_inner(
         } => match what {
             Single::Client => {
                 store.delete_client(&namespace, &name).await?;
-                println!("client {namespace}/{name} deleted");
+                jumpstarter_core::outln!("client {namespace}/{name} deleted");
             }
             Single::Exporter => {
                 let n = store.delete_exporter(&namespace, &name).await?;
-                println!("exporter {namespace}/{name} deleted (with {n} leases)");
+                jumpstarter_core::outln!("exporter {namespace}/{name} deleted (with {n} leases)");
             }
         },
         AdminCommand::EndLease { name, namespace } => {
@@ -456,7 +458,7 @@ async fn admin_inner(
                 })
                 .await?
                 .ok();
-            println!("lease {namespace}/{name} marked for release");
+            jumpstarter_core::outln!("lease {namespace}/{name} marked for release");
         }
         AdminCommand::Enable { name, namespace } => {
             set_enabled(store, &namespace, &name, true).await?
@@ -482,6 +484,6 @@ async fn set_enabled(
         })
         .await?;
     let state = if enabled { "enabled" } else { "disabled" };
-    println!("exporter {ns}/{name} {state}");
+    jumpstarter_core::outln!("exporter {ns}/{name} {state}");
     Ok(())
 }

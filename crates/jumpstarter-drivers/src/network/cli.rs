@@ -67,7 +67,15 @@ fn command(path: &str, node: &DriverClient) -> Command {
 async fn run(node: &DriverClient, m: &ArgMatches) -> CliResult {
     let net = NetworkClient::new(node.clone());
     match m.subcommand() {
-        Some(("address", sub)) => address(&net, sub.get_flag("host"), sub.get_flag("port")).await,
+        Some(("address", sub)) => {
+            address(
+                &net,
+                node.name(),
+                sub.get_flag("host"),
+                sub.get_flag("port"),
+            )
+            .await
+        }
         Some(("forward-tcp", sub)) => {
             let host = sub
                 .get_one::<String>("address")
@@ -84,7 +92,7 @@ async fn run(node: &DriverClient, m: &ArgMatches) -> CliResult {
     }
 }
 
-async fn address(net: &NetworkClient, host: bool, port: bool) -> CliResult {
+async fn address(net: &NetworkClient, name: &str, host: bool, port: bool) -> CliResult {
     let addr = match net.address().await {
         Ok(a) => a,
         Err(e) => {
@@ -95,20 +103,24 @@ async fn address(net: &NetworkClient, host: bool, port: bool) -> CliResult {
                         call.message
                     )));
                 }
+                // Echo and Unix networks have no address; neither had TCP and UDP networks
+                // before exporter 0.7.1 (upstream's client blames the exporter's version
+                // either way).
                 if call.is_not_implemented() {
-                    return Err(CliError::runtime(
-                        "This exporter does not support direct connection yet, update exporter to 0.7.1 or later",
-                    ));
+                    return Err(CliError::runtime(format!(
+                        "{name} has no direct address: its driver does not export `address` \
+                         (TCP and UDP network drivers do, on exporters 0.7.1 or later)"
+                    )));
                 }
             }
             return Err(e.into());
         }
     };
     if host == port {
-        println!("{}", strip_scheme(&addr));
+        jumpstarter_core::outln!("{}", strip_scheme(&addr));
     } else {
         let (h, p) = split_host_port(&addr);
-        println!("{}", if host { h } else { p });
+        jumpstarter_core::outln!("{}", if host { h } else { p });
     }
     Ok(0)
 }
@@ -118,8 +130,8 @@ async fn forward_tcp(net: &NetworkClient, host: &str, port: u16) -> CliResult {
         .await
         .map_err(|e| CliError::runtime(format!("cannot listen on {host}:{port}: {e}")))?;
     match listener.local_addr()? {
-        std::net::SocketAddr::V6(a) => println!("[{}]:{}", a.ip(), a.port()),
-        std::net::SocketAddr::V4(a) => println!("{}:{}", a.ip(), a.port()),
+        std::net::SocketAddr::V6(a) => jumpstarter_core::outln!("[{}]:{}", a.ip(), a.port()),
+        std::net::SocketAddr::V4(a) => jumpstarter_core::outln!("{}:{}", a.ip(), a.port()),
     }
     let listener = &listener;
     serve_forward(net, || async move {
@@ -139,16 +151,47 @@ async fn forward_unix(net: &NetworkClient, path: Option<PathBuf>) -> CliResult {
             (Some(dir), p)
         }
     };
+    clear_stale_socket(&path)?;
     let listener = tokio::net::UnixListener::bind(&path)
         .map_err(|e| CliError::runtime(format!("cannot listen on {}: {e}", path.display())))?;
-    println!("{}", path.display());
+    jumpstarter_core::outln!("{}", path.display());
     let l = &listener;
     let result = serve_forward(net, || async move { l.accept().await.map(|(s, _)| s) }).await;
     let _ = std::fs::remove_file(&path);
     result
 }
 
-/// Accepts connections until interrupted; each one gets its own `connect` stream.
+/// Removes a socket file nobody listens on any more (left by a process that was killed), so
+/// the path can be bound again. A socket someone listens on, or any other file, stays.
+fn clear_stale_socket(path: &std::path::Path) -> Result<(), CliError> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Err(CliError::runtime(format!(
+            "cannot listen on {}: the path exists and is not a socket",
+            path.display()
+        )));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(CliError::runtime(format!(
+            "cannot listen on {}: another process is listening there",
+            path.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)
+            .map_err(|e| {
+                CliError::runtime(format!(
+                    "cannot remove the stale socket {}: {e}",
+                    path.display()
+                ))
+            }),
+        // Anything else (no permission, ...): binding says what is wrong.
+        Err(_) => Ok(()),
+    }
+}
+
+/// Accepts connections until interrupted (SIGINT or SIGTERM); each one gets its own `connect` stream.
 async fn serve_forward<F, Fut, S>(net: &NetworkClient, mut accept: F) -> CliResult
 where
     F: FnMut() -> Fut,
@@ -157,6 +200,8 @@ where
 {
     use std::io::Write;
     let _ = std::io::stdout().flush();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| CliError::runtime(format!("cannot watch SIGTERM: {e}")))?;
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -182,6 +227,7 @@ where
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             _ = tokio::signal::ctrl_c() => return Ok(0),
+            _ = terminate.recv() => return Ok(0),
         }
     }
 }

@@ -115,7 +115,7 @@ async fn run(node: &DriverClient, m: &ArgMatches) -> CliResult {
                 .await?
         }
         "read-bytes" => {
-            c.read_into(&s(sub, "path"), tokio::io::stdout(), None)
+            c.read_into(&s(sub, "path"), jumpstarter_core::out::async_stdout(), None)
                 .await?
         }
         "write-from-path" => {
@@ -154,7 +154,7 @@ async fn run(node: &DriverClient, m: &ArgMatches) -> CliResult {
                 mode.insert("is_file".into(), file);
                 mode.insert("is_dir".into(), dir);
             }
-            println!("{}", pretty(&v));
+            jumpstarter_core::outln!("{}", pretty(&v));
         }
         "hash" => {
             let algo = sub.get_one::<String>("algo").cloned();
@@ -195,9 +195,9 @@ async fn run(node: &DriverClient, m: &ArgMatches) -> CliResult {
                 "presign-read" => c.presign_read(path, expire).await?,
                 _ => c.presign_write(path, expire).await?,
             };
-            println!("{}", pretty(&v));
+            jumpstarter_core::outln!("{}", pretty(&v));
         }
-        "capability" => println!("{}", pretty(&c.capability().await?)),
+        "capability" => jumpstarter_core::outln!("{}", pretty(&c.capability().await?)),
         _ => unreachable!("clap only accepts the commands above"),
     }
     Ok(0)

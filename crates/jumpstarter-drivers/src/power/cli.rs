@@ -93,7 +93,7 @@ async fn run(
         }
         Some(("cycle", sub)) => {
             let wait = sub.get_one::<u64>("wait").copied().unwrap_or(2);
-            println!("Power cycling with {wait} seconds wait time...");
+            jumpstarter_core::outln!("Power cycling with {wait} seconds wait time...");
             let name = node.name().to_owned();
             power
                 .cycle(
@@ -110,7 +110,7 @@ async fn run(
                 let mut readings = power.read().await?;
                 while let Some(r) = readings.next().await {
                     let r = r?;
-                    println!(
+                    jumpstarter_core::outln!(
                         "voltage={} V  current={} A  apparent_power={} VA",
                         py_float(r.voltage),
                         py_float(r.current),

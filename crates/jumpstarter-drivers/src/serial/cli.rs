@@ -227,7 +227,7 @@ async fn pipe(serial: &SerialClient, m: &ArgMatches) -> CliResult {
     eprintln!("{}", plan.status);
     let out: Option<(Box<dyn AsyncWrite + Unpin>, bool)> = match &opts.output {
         _ if opts.no_output => None,
-        None => Some((Box::new(tokio::io::stdout()), true)),
+        None => Some((Box::new(jumpstarter_core::out::async_stdout()), true)),
         Some(path) => {
             let file = tokio::fs::OpenOptions::new()
                 .create(true)
@@ -454,7 +454,7 @@ fn watch_signals() -> Signals {
 }
 
 async fn console_loop<S: AsyncRead + AsyncWrite>(stream: S, mut signals: Signals) -> ConsoleEnd {
-    let mut stdout = tokio::io::stdout();
+    let mut stdout = jumpstarter_core::out::async_stdout();
     // In raw mode the terminal does no CR/LF translation: end lines ourselves.
     let banner = "\r\nStarting serial port console ... exit with CTRL+B x 3 times\r\n\r\n";
     if let Err(e) = async {

@@ -260,7 +260,7 @@ async fn run(
     // Parse errors are printed without the usage lines, as upstream `j` prints them.
     let parsed = parse_method_args(&raw).map_err(CliError::runtime)?;
     if parsed.help {
-        print!("{}", help_text(&command_path, &method_help(node, method)));
+        jumpstarter_core::out!("{}", help_text(&command_path, &method_help(node, method)));
         return Ok(0);
     }
     let env = match parse_env(&parsed.env) {
@@ -276,9 +276,7 @@ async fn run(
             &parsed.args,
             &env,
             |s| {
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(s.as_bytes());
-                let _ = out.flush();
+                jumpstarter_core::out::write_stdout_bytes(s.as_bytes());
             },
             |s| {
                 let mut err = std::io::stderr().lock();

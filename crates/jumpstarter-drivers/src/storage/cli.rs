@@ -2,7 +2,8 @@
 //!
 //! * StorageMux: `host`, `dut`, `off`, `write-local-file FILE` (registered here; upstream
 //!   0.9.0 loses it to a decorator bug), `read-local-file FILE`.
-//! * StorageMuxFlasher: the above plus `flash FILE` and `dump FILE`.
+//! * StorageMuxFlasher: the above plus `flash FILE` and `dump FILE` (with upstream's
+//!   `-t/--target` and `--target`, which it refuses: it has one medium).
 //! * Flasher (both upstream labels): `flash [FILE] [-t NAME:FILE]...`, `dump FILE [--target T]`.
 //!
 //! `--compression gzip|xz|bz2|zstd` says what format the local file is in. Every transfer shows
@@ -62,7 +63,9 @@ fn command(path: &str, node: &DriverClient, flavour: Flavour) -> Command {
     };
     let mut cmd = group(path, node, builtin);
     if flavour != Flavour::Mux {
-        let mut flash = Command::new("flash")
+        // Upstream's flasher commands, which the storage-mux flasher inherits: `-t` flashes
+        // images to targets by name.
+        let flash = Command::new("flash")
             .about(help_for(node, "flash", "Flash an image to the DUT"))
             .arg(
                 Arg::new("file")
@@ -70,22 +73,20 @@ fn command(path: &str, node: &DriverClient, flavour: Flavour) -> Command {
                     .num_args(0..)
                     .action(ArgAction::Append),
             )
-            .arg(compression_arg());
-        let mut dump = Command::new("dump")
-            .about(help_for(node, "dump", "Dump image from DUT to file"))
-            .arg(file_arg())
-            .arg(compression_arg());
-        if flavour == Flavour::Flasher {
-            flash = flash.arg(
+            .arg(
                 Arg::new("target")
                     .short('t')
                     .long("target")
                     .value_name("NAME:FILE")
                     .action(ArgAction::Append)
                     .help("name:file"),
-            );
-            dump = dump.arg(Arg::new("target").long("target").value_name("TARGET"));
-        }
+            )
+            .arg(compression_arg());
+        let dump = Command::new("dump")
+            .about(help_for(node, "dump", "Dump image from DUT to file"))
+            .arg(file_arg())
+            .arg(Arg::new("target").long("target").value_name("TARGET"))
+            .arg(compression_arg());
         cmd = cmd.subcommand(flash).subcommand(dump);
     }
     if flavour != Flavour::Flasher {
@@ -147,20 +148,24 @@ async fn run(node: &DriverClient, m: &ArgMatches, flavour: Flavour) -> CliResult
                 .get_many::<String>("file")
                 .map(|v| v.cloned().collect())
                 .unwrap_or_default();
-            // Only plain flashers define -t (try_: the storage-mux flasher command has none).
             let specs: Vec<String> = sub
-                .try_get_many::<String>("target")
-                .ok()
-                .flatten()
+                .get_many::<String>("target")
                 .map(|v| v.cloned().collect())
                 .unwrap_or_default();
             if !specs.is_empty() {
+                let mut targets = Vec::new();
                 for spec in &specs {
-                    let Some((name, file)) = spec.split_once(':') else {
+                    let Some(target) = spec.split_once(':') else {
                         return Err(CliError::runtime(format!(
                             "Invalid target spec '{spec}', expected name:file"
                         )));
                     };
+                    targets.push(target);
+                }
+                if flavour == Flavour::MuxFlasher {
+                    return Err(no_targets(targets[0].0));
+                }
+                for (name, file) in targets {
                     let source = Source::parse(file);
                     let (opts, bar) = transfer(sub, local_path(&source));
                     let r = flasher.flash(&source, Some(name), &opts).await;
@@ -185,17 +190,16 @@ async fn run(node: &DriverClient, m: &ArgMatches, flavour: Flavour) -> CliResult
         }
         Some(("dump", sub)) => {
             let file = sub.get_one::<PathBuf>("file").cloned().unwrap_or_default();
+            let target = sub.get_one::<String>("target").map(String::as_str);
+            if flavour == Flavour::MuxFlasher
+                && let Some(target) = target
+            {
+                return Err(no_targets(target));
+            }
             let (opts, bar) = transfer(sub, None);
             let r = match flavour {
                 Flavour::MuxFlasher => mux.dump(&file, &opts).await,
-                _ => {
-                    let target = sub
-                        .try_get_one::<String>("target")
-                        .ok()
-                        .flatten()
-                        .map(String::as_str);
-                    flasher.dump(&file, target, &opts).await.map(drop)
-                }
+                _ => flasher.dump(&file, target, &opts).await.map(drop),
             };
             finish(bar, r.is_ok());
             r?;
@@ -203,6 +207,13 @@ async fn run(node: &DriverClient, m: &ArgMatches, flavour: Flavour) -> CliResult
         _ => unreachable!("clap requires a sub-command"),
     }
     Ok(0)
+}
+
+/// A storage-mux flasher has one medium: upstream's client refuses a target by name.
+fn no_targets(target: &str) -> CliError {
+    CliError::runtime(format!(
+        "target is not supported for StorageMuxFlasherClient, {target} provided"
+    ))
 }
 
 fn local_path(source: &Source) -> Option<&Path> {
@@ -226,11 +237,15 @@ fn transfer(m: &ArgMatches, upload: Option<&Path>) -> (Transfer, Option<indicati
             path.display()
         );
     }
-    let total = upload
-        .and_then(|p| std::fs::metadata(p).ok())
+    let meta = upload.map(std::fs::metadata);
+    let total = meta
+        .as_ref()
+        .and_then(|m| m.as_ref().ok())
         .filter(|m| m.is_file())
         .map(|m| m.len());
-    let bar = progress_bar(total);
+    // A local file that is not there fails the command at once: no bar to draw.
+    let missing = meta.as_ref().is_some_and(|m| m.is_err());
+    let bar = if missing { None } else { progress_bar(total) };
     let progress = bar
         .clone()
         .map(|b| Arc::new(move |n: u64| b.inc(n)) as jumpstarter_core::client::Progress);
@@ -262,14 +277,19 @@ fn progress_bar(total: Option<u64>) -> Option<indicatif::ProgressBar> {
     if !std::io::stderr().is_terminal() || std::env::var("TERM").is_ok_and(|t| t == "dumb") {
         return None;
     }
-    let bar = match total {
-        Some(t) if t > 0 => indicatif::ProgressBar::new(t),
-        _ => indicatif::ProgressBar::new_spinner(),
+    // Without a known size (dumps, pipes, URLs) there is no bar to fill: bytes and rate only.
+    let (bar, template) = match total {
+        Some(t) if t > 0 => (
+            indicatif::ProgressBar::new(t),
+            "transfer {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} elapsed {elapsed} remaining {eta}",
+        ),
+        _ => (
+            indicatif::ProgressBar::new_spinner(),
+            "transfer {spinner} {bytes} {binary_bytes_per_sec} elapsed {elapsed}",
+        ),
     };
-    let style = indicatif::ProgressStyle::with_template(
-        "transfer {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} elapsed {elapsed} remaining {eta}",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    let style = indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style);
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
     Some(bar)

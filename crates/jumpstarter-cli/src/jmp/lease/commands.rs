@@ -145,7 +145,7 @@ async fn get_exporters(a: GetExportersArgs) -> CliResult {
     match a.output.as_deref() {
         Some("name") => {
             for e in &exporters {
-                println!("{}", last_segment(&e.name));
+                jumpstarter_core::outln!("{}", last_segment(&e.name));
             }
         }
         Some(f) => {
@@ -312,9 +312,9 @@ pub async fn delete(cmd: DeleteCommand) -> CliResult {
     for n in &names {
         client.delete_lease(n).await.map_err(Controller)?;
         if a.output.is_some() {
-            println!("{n}");
+            jumpstarter_core::outln!("{n}");
         } else {
-            println!("lease \"{n}\" deleted");
+            jumpstarter_core::outln!("lease \"{n}\" deleted");
         }
     }
     Ok(0)

@@ -174,9 +174,9 @@ pub(super) fn lease_row(l: &Lease) -> Vec<String> {
 
 pub(super) fn print_structured(v: &Json, yaml: bool) {
     if yaml {
-        println!("{}", jumpstarter_config::emit::to_yaml_sorted(v));
+        jumpstarter_core::outln!("{}", jumpstarter_config::emit::to_yaml_sorted(v));
     } else {
-        println!("{}", output::json_indent4(v));
+        jumpstarter_core::outln!("{}", output::json_indent4(v));
     }
 }
 
@@ -184,7 +184,7 @@ pub(super) fn print_leases(leases: &[Lease], output: Option<&str>, single: bool)
     match output {
         Some("name") => {
             for l in leases {
-                println!("{}", split_name(&l.name).1);
+                jumpstarter_core::outln!("{}", split_name(&l.name).1);
             }
         }
         Some(f) => {

@@ -56,7 +56,7 @@ pub async fn hook_ready(
     match wait_ready(session, announce).await {
         Ok(message) => {
             if let Some(warning) = message.strip_prefix(HOOK_WARNING_PREFIX) {
-                println!("Warning: {warning}");
+                jumpstarter_core::outln!("Warning: {warning}");
             }
             Ok(logs)
         }
@@ -123,7 +123,7 @@ pub async fn attach(
         && let Ok(report) = session.get_report().await
         && !report.motd.trim().is_empty()
     {
-        println!("{}", report.motd.trim_end());
+        jumpstarter_core::outln!("{}", report.motd.trim_end());
     }
     Ok(Attached {
         dir,
