@@ -21,7 +21,7 @@ pub fn describe(e: &ControllerError) -> String {
             Code::Unavailable => format!("grpc error: {}", s.message()),
             Code::Unknown => format!("grpc controller responded: {}", s.message()),
             Code::Unauthenticated | Code::PermissionDenied => format!(
-                "Authentication or authorization failed. Run 'jmp login' and verify access permissions. Details: {}",
+                "Authentication or authorization failed. Check the client config's token (`jmp-controller admin config client NAME` prints a fresh config) and verify access permissions. Details: {}",
                 s.message()
             ),
             code => format!(
