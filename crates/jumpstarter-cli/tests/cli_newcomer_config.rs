@@ -401,6 +401,28 @@ fn tokens_are_checked_and_errors_name_commands_that_exist() {
     assert!(!run.output().contains("not a JWT"), "{}", run.output());
     run.kill();
 
+    // A client config's token too, before connecting.
+    let client = write(
+        &home,
+        "c.yaml",
+        "apiVersion: jumpstarter.dev/v1alpha1\nkind: ClientConfig\nmetadata: {namespace: default, name: c}\n\
+         endpoint: 127.0.0.1:1\ntoken: '******'\n",
+    );
+    let o = home.run(&format!(
+        "jmp get leases --client-config {}",
+        client.display()
+    ));
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        text(&o.stderr).contains(&format!(
+            "{}:5:8: the token is not a JWT (",
+            client.display()
+        )) && text(&o.stderr)
+            .contains("`jmp-controller admin config client c` prints this client's config"),
+        "{}",
+        out(&o)
+    );
+
     // `jmp config client create` with a token that is not a JWT names our admin command.
     let o = home.run(
         "jmp config client create c1 --namespace default --name c1 --endpoint 127.0.0.1:1 \
