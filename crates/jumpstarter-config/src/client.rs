@@ -16,7 +16,7 @@ use crate::common::{
 use crate::drivers::Drivers;
 use crate::error::{ConfigError, ConfigWarning};
 use crate::grpc::ChannelOptions;
-use crate::load::{self, Ctx};
+use crate::load::{self, Ctx, Extra};
 use crate::yaml::{Node, Value};
 
 /// `shell:` of a client config.
@@ -118,6 +118,7 @@ impl ClientConfig {
             file,
             root,
             mut warnings,
+            ..
         } = load::document(
             text,
             file,
@@ -184,7 +185,7 @@ impl ClientConfig {
             if let Some(u) = dm.take("unsafe") {
                 cfg.drivers.unsafe_ = ctx.boolean(u, "drivers.unsafe")?;
             }
-            dm.finish(&ctx, "drivers", &mut warnings);
+            dm.finish(&ctx, "drivers", Extra::Refuse, &mut warnings)?;
         }
         if let Some(s) = top.take("shell")
             && !s.is_null()
@@ -193,7 +194,7 @@ impl ClientConfig {
             if let Some(u) = sm.take("use_profiles") {
                 cfg.shell.use_profiles = ctx.boolean(u, "shell.use_profiles")?;
             }
-            sm.finish(&ctx, "shell", &mut warnings);
+            sm.finish(&ctx, "shell", Extra::Warn, &mut warnings)?;
         }
         if let Some(l) = top.take("leases")
             && !l.is_null()
@@ -215,11 +216,12 @@ impl ClientConfig {
             if let Some(v) = lm.take("dial_timeout") {
                 cfg.leases.dial_timeout = seconds(&ctx, v, "leases.dial_timeout", false)?;
             }
-            lm.finish(&ctx, "leases", &mut warnings);
+            lm.finish(&ctx, "leases", Extra::Refuse, &mut warnings)?;
         }
         top.take("alias");
         top.take("path");
-        top.finish(&ctx, "the ClientConfig", &mut warnings);
+        // Upstream refuses unknown keys here (and in drivers, leases, metadata).
+        top.finish(&ctx, "the ClientConfig", Extra::Refuse, &mut warnings)?;
         cfg.warnings = warnings;
         Ok(cfg)
     }
@@ -362,7 +364,7 @@ impl ClientConfig {
         match (self.endpoint.as_deref(), self.token.as_deref()) {
             (Some(e), Some(t)) if !e.is_empty() && !t.is_empty() => Ok((e, t)),
             (e, _) => Err(ConfigError::NotFound(format!(
-                "{} has no {}; set it in the file (jmp config client create / jmp login) or with {}",
+                "{} has no {}; set it in the file (jmp config client create) or with {}",
                 self.describe(),
                 if e.is_none_or(str::is_empty) {
                     "endpoint"
@@ -385,7 +387,8 @@ impl ClientConfig {
         decode_jwt(token).map_err(|why| {
             let msg = format!(
                 "the token is not a JWT ({why}); client tokens are JWTs issued by the controller: \
-                 run `jmp login`, or recreate the config with the token from `jmp admin create client`"
+                 `jmp-controller admin config client {}` prints this client's config with its token",
+                self.metadata.name
             );
             match &self.token_origin {
                 Origin::File(at) => ConfigError::Invalid {
@@ -669,9 +672,38 @@ drivers:
             err.contains("c.yaml:2:18: drivers.allow must be a list"),
             "{err}"
         );
-        let c = parse("metadata: {name: a}\nbogus: 1\ndrivers: {allow: 'a.*,b'}\n").unwrap();
+        let c =
+            parse("metadata: {name: a}\nshell: {bogus: 1}\ndrivers: {allow: 'a.*,b'}\n").unwrap();
         assert_eq!(c.drivers.allow, ["a.*", "b"]);
-        assert!(c.warnings[0].to_string().contains("unknown key `bogus`"));
+        assert!(
+            c.warnings[0]
+                .to_string()
+                .contains("unknown key `bogus` in shell is ignored")
+        );
+        // Where upstream refuses unknown keys (pydantic extra=forbid), so do we.
+        let err = parse("metadata: {name: a}\nbogus: 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "c.yaml:2:1: unknown key `bogus` in the ClientConfig; the keys here are: "
+            ),
+            "{err}"
+        );
+        let err = parse("metadata: {name: a}\ndrivers: {alow: []}\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "c.yaml:2:11: unknown key `alow` in drivers; did you mean `allow`?"
+        );
+        let err = parse("metadata: {name: a}\nendpont: x:1\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "c.yaml:2:1: unknown key `endpont` in the ClientConfig; did you mean `endpoint`?"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use base64::Engine;
 
 use crate::error::{ConfigError, ConfigWarning, Source};
-use crate::load::Ctx;
+use crate::load::{Ctx, Extra};
 use crate::yaml::Node;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -197,7 +197,7 @@ impl Ctx<'_> {
         if let Some(v) = tm.take("insecure") {
             tls.insecure = self.boolean(v, "tls.insecure")?;
         }
-        tm.finish(self, "tls", warnings);
+        tm.finish(self, "tls", Extra::Warn, warnings)?;
         Ok(tls)
     }
 }

@@ -41,6 +41,8 @@ pub(crate) struct Document {
     pub(crate) root: Node,
     /// The parser's warnings, located in `file`.
     pub(crate) warnings: Vec<ConfigWarning>,
+    /// Where anchored nodes start.
+    pub(crate) anchors: Vec<Pos>,
 }
 
 /// Parses config text with [`yaml::parse`] (the process's limits); `file` names it in
@@ -66,6 +68,7 @@ pub(crate) fn document(text: &str, file: &Path, empty: &str) -> Result<Document,
         file,
         root,
         warnings,
+        anchors: doc.anchors,
     })
 }
 
@@ -74,41 +77,143 @@ pub(crate) struct Ctx<'a> {
     pub(crate) file: &'a Arc<Path>,
 }
 
-/// Reads keys out of a mapping, remembering which ones were used.
+/// Reads keys out of a mapping, remembering which ones were used and which ones the schema
+/// knows (every key asked for), so [`MapReader::finish`] can tell a typo from an extra key.
 pub(crate) struct MapReader<'n> {
     entries: &'n [(Node, Node)],
     used: Vec<usize>,
+    known: Vec<String>,
+    /// Unknown keys accepted without a word (unless they are near misses).
+    tolerated: Vec<usize>,
+}
+
+/// What [`MapReader::finish`] does with a key the schema does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Extra {
+    /// A warning, unless it is a near miss of a known key (then an error): where upstream
+    /// ignores unknown keys, so files written for it keep loading.
+    Warn,
+    /// Always an error: where upstream refuses unknown keys too (pydantic `extra=forbid`),
+    /// and at the top level of an exporter config, where a misspelt `export:` would
+    /// otherwise leave an exporter without drivers.
+    Refuse,
 }
 
 impl<'n> MapReader<'n> {
+    fn know(&mut self, key: &str) {
+        if !self.known.iter().any(|k| k == key) {
+            self.known.push(key.to_owned());
+        }
+    }
+
     pub(crate) fn take(&mut self, key: &str) -> Option<&'n Node> {
+        self.know(key);
         let idx = self.entries.iter().position(|(k, _)| k.key_text() == key)?;
         self.used.push(idx);
         Some(&self.entries[idx].1)
     }
 
     pub(crate) fn take_any(&mut self, keys: &[&str]) -> Option<&'n Node> {
+        for k in keys {
+            self.know(k);
+        }
         keys.iter().find_map(|k| self.take(k))
     }
 
-    pub(crate) fn has(&self, key: &str) -> bool {
+    pub(crate) fn has(&mut self, key: &str) -> bool {
+        self.know(key);
         self.entries.iter().any(|(k, _)| k.key_text() == key)
     }
 
-    /// Warns about every key that was not taken.
-    pub(crate) fn finish(self, ctx: &Ctx<'_>, what: &str, warnings: &mut Vec<ConfigWarning>) {
-        for (i, (k, _)) in self.entries.iter().enumerate() {
-            if !self.used.contains(&i) {
-                warnings.push(ConfigWarning {
-                    at: Source {
-                        file: ctx.file.clone(),
-                        pos: k.pos,
-                    },
-                    message: format!("unknown key `{}` in {what} is ignored", k.key_text()),
-                });
+    /// Accepts the keys whose values hold YAML anchors (`common: &defaults {...}` kept for
+    /// `<<: *defaults` further down): a usual way to share settings, and no typo.
+    pub(crate) fn tolerate_anchor_holders(&mut self, anchors: &[Pos]) {
+        if anchors.is_empty() {
+            return;
+        }
+        fn holds(node: &Node, anchors: &[Pos]) -> bool {
+            anchors.contains(&node.pos)
+                || match &node.value {
+                    Value::Seq(items) => items.iter().any(|n| holds(n, anchors)),
+                    Value::Map(entries) => entries.iter().any(|(_, v)| holds(v, anchors)),
+                    _ => false,
+                }
+        }
+        for (i, (_, v)) in self.entries.iter().enumerate() {
+            if holds(v, anchors) {
+                self.tolerated.push(i);
             }
         }
     }
+
+    /// Checks the keys that were not taken: a near miss of a known key (`exports` for
+    /// `export`, `typ` for `type`) is an error that names the key meant; any other one is a
+    /// warning, or an error with `Extra::Refuse`.
+    pub(crate) fn finish(
+        self,
+        ctx: &Ctx<'_>,
+        what: &str,
+        extra: Extra,
+        warnings: &mut Vec<ConfigWarning>,
+    ) -> Result<(), ConfigError> {
+        for (i, (k, _)) in self.entries.iter().enumerate() {
+            if self.used.contains(&i) {
+                continue;
+            }
+            let key = k.key_text();
+            if let Some(meant) = closest_key(key, &self.known) {
+                return Err(ctx.err(
+                    k,
+                    format!("unknown key `{key}` in {what}; did you mean `{meant}`?"),
+                ));
+            }
+            if self.tolerated.contains(&i) {
+                continue;
+            }
+            if extra == Extra::Refuse {
+                return Err(ctx.err(
+                    k,
+                    format!(
+                        "unknown key `{key}` in {what}; the keys here are: {}",
+                        self.known.join(", ")
+                    ),
+                ));
+            }
+            warnings.push(ConfigWarning {
+                at: Source {
+                    file: ctx.file.clone(),
+                    pos: k.pos,
+                },
+                message: format!("unknown key `{key}` in {what} is ignored"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The known key `key` is most likely a misspelling of: the same ignoring case, `-` and `_`,
+/// or within a small edit distance (1 for keys of up to 4 letters, else 2; transpositions
+/// count once).
+pub(crate) fn closest_key<'k>(key: &str, known: &'k [String]) -> Option<&'k str> {
+    let fold = |s: &str| -> String {
+        s.chars()
+            .filter(|c| !matches!(c, '-' | '_'))
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let key_folded = fold(key);
+    if key_folded.is_empty() || key.chars().count() > 64 {
+        return None;
+    }
+    known
+        .iter()
+        .filter_map(|k| {
+            let d = strsim::damerau_levenshtein(&key_folded, &fold(k));
+            let limit = if k.chars().count() <= 4 { 1 } else { 2 };
+            (d <= limit).then_some((d, k.as_str()))
+        })
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
 }
 
 impl<'a> Ctx<'a> {
@@ -165,7 +270,8 @@ impl<'a> Ctx<'a> {
             Some(n) => self.string(n, "metadata.name")?,
             None => return Err(self.err(node, "metadata.name is required")),
         };
-        mm.finish(self, "metadata", warnings);
+        // Upstream's ObjectMeta refuses unknown keys.
+        mm.finish(self, "metadata", Extra::Refuse, warnings)?;
         Ok(Metadata { namespace, name })
     }
 
@@ -178,6 +284,8 @@ impl<'a> Ctx<'a> {
             Value::Map(entries) => Ok(MapReader {
                 entries,
                 used: Vec::new(),
+                known: Vec::new(),
+                tolerated: Vec::new(),
             }),
             _ => Err(self.err(
                 node,
@@ -290,5 +398,32 @@ impl<'a> Ctx<'a> {
                 ))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::closest_key;
+
+    #[test]
+    fn near_misses() {
+        let known: Vec<String> = ["type", "ref", "config", "children", "beforeLease", "export"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let k = |key| closest_key(key, &known);
+        assert_eq!(k("typ"), Some("type"));
+        assert_eq!(k("tpye"), Some("type"));
+        assert_eq!(k("Type"), Some("type"));
+        assert_eq!(k("exports"), Some("export"));
+        assert_eq!(k("before_lease"), Some("beforeLease"));
+        assert_eq!(k("before-lease"), Some("beforeLease"));
+        assert_eq!(k("chilren"), Some("children"));
+        assert_eq!(k("cnfig"), Some("config"));
+        // Not close enough: an extra key, not a typo.
+        assert_eq!(k("tags"), None);
+        assert_eq!(k("key"), None);
+        assert_eq!(k("vendor_note"), None);
+        assert_eq!(k(""), None);
     }
 }

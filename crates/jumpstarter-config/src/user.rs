@@ -5,7 +5,7 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::error::{ConfigError, ConfigWarning};
-use crate::load::{self, Ctx};
+use crate::load::{self, Ctx, Extra};
 
 /// The user config.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -29,6 +29,7 @@ impl UserConfig {
             file,
             root,
             mut warnings,
+            ..
         } = load::document(
             text,
             file,
@@ -45,7 +46,7 @@ impl UserConfig {
                 if let Some(v) = cm.take_any(&["current-client", "current_client"]) {
                     current_client = ctx.opt_string(v, "config.current-client")?;
                 }
-                cm.finish(&ctx, "config", &mut warnings);
+                cm.finish(&ctx, "config", Extra::Warn, &mut warnings)?;
             }
             _ => {
                 return Err(ctx.err(
@@ -54,7 +55,7 @@ impl UserConfig {
                 ));
             }
         }
-        top.finish(&ctx, "the UserConfig", &mut warnings);
+        top.finish(&ctx, "the UserConfig", Extra::Warn, &mut warnings)?;
         Ok(UserConfig {
             current_client,
             warnings,
@@ -69,9 +70,10 @@ impl UserConfig {
         }))
     }
 
-    /// Writes `config.yaml` (atomically; mode 0644 like upstream's plain write).
+    /// Writes `config.yaml` atomically with mode 0600, like every config file (upstream
+    /// writes this one with the umask's mode, usually 0644).
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
-        crate::write::write_atomic(path, &self.to_yaml(), 0o644)
+        crate::write::write_atomic(path, &self.to_yaml(), 0o600)
     }
 }
 
@@ -103,6 +105,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("config.yaml:"), "{err}");
+        // Unknown keys warn (upstream ignores them), near misses are errors.
+        let u = UserConfig::parse(
+            "kind: UserConfig\nconfig: {current-client: a, theme: dark}\n",
+            Path::new("config.yaml"),
+        )
+        .unwrap();
+        assert_eq!(u.current_client.as_deref(), Some("a"));
+        assert!(u.warnings[0].to_string().contains("unknown key `theme`"));
+        let err = UserConfig::parse(
+            "kind: UserConfig\nconfig: {current-clint: a}\n",
+            Path::new("config.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "config.yaml:2:10: unknown key `current-clint` in config; did you mean `current-client`?"
+        );
         // An alias that YAML 1.1 would read as a boolean is quoted when written.
         let on = UserConfig {
             current_client: Some("on".into()),

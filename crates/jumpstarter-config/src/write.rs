@@ -23,18 +23,16 @@ pub fn write_atomic(path: &Path, contents: &str, mode: u32) -> Result<(), Config
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // Created with its final mode (never readable by others, not even for a moment); the
+    // rename keeps it.
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
+        .permissions(std::fs::Permissions::from_mode(mode))
         .tempfile_in(dir)
-        .map_err(err)?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(err)?;
     tmp.write_all(contents.as_bytes()).map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
-    // The rename keeps the temporary file's mode; set it again in case umask interfered.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
     Ok(())
 }
 
@@ -50,7 +48,11 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "a: 1\n");
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        // An existing file that was readable by others is replaced by a 0600 one.
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         write_atomic(&p, "a: 2\n", 0o600).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "a: 2\n");
         // No temporary files left behind.
         assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);

@@ -182,6 +182,8 @@ pub enum PathSegment {
 pub struct Document {
     pub root: Option<Node>,
     pub warnings: Vec<Warning>,
+    /// Where the anchored nodes (`&name`) start, in document order.
+    pub anchors: Vec<Pos>,
 }
 
 /// What one document may cost, whatever its text: how deep it may nest and how much its anchors
@@ -297,6 +299,7 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
 pub fn parse_with(text: &str, limits: ParseLimits) -> Result<Document, SyntaxError> {
     let mut builder = Builder {
         anchors: HashMap::new(),
+        anchored: Vec::new(),
         warnings: Vec::new(),
         limits,
         copied_nodes: 0,
@@ -335,6 +338,7 @@ pub fn parse_with(text: &str, limits: ParseLimits) -> Result<Document, SyntaxErr
     Ok(Document {
         root,
         warnings: builder.warnings,
+        anchors: builder.anchored,
     })
 }
 
@@ -402,6 +406,7 @@ impl Size {
 
 struct Builder {
     anchors: HashMap<usize, (Node, Size)>,
+    anchored: Vec<Pos>,
     warnings: Vec<Warning>,
     limits: ParseLimits,
     copied_nodes: usize,
@@ -560,6 +565,7 @@ impl Builder {
         if anchor != 0 {
             self.charge(size, node.pos)?;
             self.anchors.insert(anchor, (node.clone(), size));
+            self.anchored.push(node.pos);
         }
         Ok(())
     }

@@ -141,8 +141,8 @@ pub fn yaml_scalar(s: &str) -> String {
     let plain = !reserved
         && !numeric
         && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._/:-@+=".contains(c))
-        && !s.starts_with(|c: char| "-:@".contains(c))
+            .all(|c| c.is_ascii_alphanumeric() || "._/:-@+=*".contains(c))
+        && !s.starts_with(|c: char| "-:@*".contains(c))
         && !s.ends_with(':')
         && !s.contains(": ");
     if plain {
@@ -151,6 +151,12 @@ pub fn yaml_scalar(s: &str) -> String {
         format!("'{}'", s.replace('\'', "''"))
     }
 }
+
+/// The `drivers.allow` of a client config when `--allow` is not given: upstream's own
+/// packages (the client classes of every built-in driver, and of upstream's core library).
+/// Upstream's `jmp` and `j` read an empty list as "allow nothing", so an empty default would
+/// leave a new client with no driver commands at all.
+pub const DEFAULT_ALLOW: &[&str] = &["jumpstarter_driver_*", "jumpstarter.client.*"];
 
 /// Options of a client config.
 #[derive(Debug, Clone, Default)]
@@ -221,6 +227,8 @@ mod tests {
         assert_eq!(yaml_scalar("true"), "'true'");
         assert_eq!(yaml_scalar("123"), "'123'");
         assert_eq!(yaml_scalar("eyJh.eyJ-_x.sig"), "eyJh.eyJ-_x.sig");
+        assert_eq!(yaml_scalar("jumpstarter_driver_*"), "jumpstarter_driver_*");
+        assert_eq!(yaml_scalar("*x"), "'*x'");
     }
 
     #[test]

@@ -81,6 +81,13 @@ pub enum StartError {
          file); stop it or use another --data-dir"
     )]
     Locked(PathBuf),
+    #[error(
+        "{} holds no controller database ({DB_FILE}): check --data-dir, or initialise it by \
+         running `jmp-controller serve --data-dir {}` once (or pass `admin --init`)",
+        .0.display(),
+        .0.display()
+    )]
+    NoDatabase(PathBuf),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -112,6 +119,15 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), StartError> {
             .map_err(err)?;
     }
     Ok(())
+}
+
+/// Opens the store of a data directory that already holds one (what `jmp-controller admin`
+/// uses: a mistyped `--data-dir` must not become a new, empty controller).
+pub async fn open_existing_store(dir: &Path) -> Result<(Store, Keys), StartError> {
+    if !dir.join(DB_FILE).is_file() {
+        return Err(StartError::NoDatabase(dir.to_owned()));
+    }
+    open_store(dir).await
 }
 
 /// Opens the store of a data directory and makes sure the keys exist.

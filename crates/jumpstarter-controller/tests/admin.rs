@@ -10,6 +10,8 @@ fn admin_in(home: &std::path::Path, dir: &std::path::Path, args: &[&str]) -> (bo
     let mut cmd = Command::new(controller_bin());
     cmd.env("HOME", home)
         .arg("admin")
+        // No controller ran on this directory: create its database.
+        .arg("--init")
         .arg("--data-dir")
         .arg(dir)
         .args(args);
@@ -57,7 +59,7 @@ fn admin_creates_saves_lists_and_refuses_bad_input() {
         "{text}"
     );
     assert!(
-        text.ends_with("grpcOptions: {}\ndrivers:\n  allow: []\n  unsafe: false\nshell:\n  use_profiles: false\n"),
+        text.ends_with("grpcOptions: {}\ndrivers:\n  allow:\n  - jumpstarter_driver_*\n  - jumpstarter.client.*\n  unsafe: false\nshell:\n  use_profiles: false\n"),
         "{text}"
     );
 

@@ -231,6 +231,6 @@ fn bad_settings_are_reported_clearly() {
     assert_eq!(
         err,
         "the client config from the environment (JMP_NAME, JMP_NAMESPACE) has no token; set it in \
-         the file (jmp config client create / jmp login) or with JMP_TOKEN"
+         the file (jmp config client create) or with JMP_TOKEN"
     );
 }

@@ -58,6 +58,9 @@ pub enum LinkError {
     NoEndpoint,
     #[error("the exporter config has no token: controller mode needs endpoint and token")]
     NoToken,
+    /// The token is not a JWT (named with its file position or variable).
+    #[error(transparent)]
+    Token(jumpstarter_config::ConfigError),
     /// The `tls` section, TLS environment variables or `grpcOptions` are not usable.
     #[error(transparent)]
     Channel(#[from] ChannelError),
@@ -86,6 +89,7 @@ impl Link {
             .clone()
             .filter(|t| !t.is_empty())
             .ok_or(LinkError::NoToken)?;
+        config.check_token().map_err(LinkError::Token)?;
         let settings = ChannelSettings::for_exporter(config, &Env::process())?;
         Ok(Link {
             target: Target::parse(endpoint),

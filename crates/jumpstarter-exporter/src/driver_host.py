@@ -42,6 +42,20 @@ def pip_hint(module):
     return "install it with: %s -m pip install '%s%s'" % (sys.executable, dist, pin)
 
 
+def needed(export):
+    """The pip requirements of a subtree: the library and each type's package."""
+    types = []
+    for name, node in export.items():
+        walk_types(name, node, types)
+    reqs = ["jumpstarter==0.9.0"]
+    for _, type_name in types:
+        top = type_name.split(".")[0]
+        req = top.replace("_", "-") + ("==0.9.0" if top.startswith("jumpstarter_driver_") else "")
+        if req not in reqs:
+            reqs.append(req)
+    return " ".join("'%s'" % r for r in reqs)
+
+
 def walk_types(name, node, out):
     if not isinstance(node, dict):
         fail(2, "node `%s` is not a mapping" % name)
@@ -84,6 +98,11 @@ def main():
         fail(2, "usage: %s SOCKET CONFIG" % sys.argv[0])
     socket_path, config_path = sys.argv[1], sys.argv[2]
     try:
+        with open(config_path) as f:
+            export = json.load(f)["export"]
+    except Exception as e:
+        fail(2, "cannot read the host config %s: %s" % (config_path, e))
+    try:
         import anyio
         from jumpstarter.common import ExporterStatus
         from jumpstarter.config.exporter import ExporterConfigV1Alpha1DriverInstance
@@ -92,13 +111,8 @@ def main():
         fail(
             3,
             "the Python at %s cannot load the upstream jumpstarter library (%s); "
-            "install it with: %s -m pip install 'jumpstarter==0.9.0'" % (sys.executable, e, sys.executable),
+            "install it with: %s -m pip install %s" % (sys.executable, e, sys.executable, needed(export)),
         )
-    try:
-        with open(config_path) as f:
-            export = json.load(f)["export"]
-    except Exception as e:
-        fail(2, "cannot read the host config %s: %s" % (config_path, e))
 
     check_imports(export)
     try:

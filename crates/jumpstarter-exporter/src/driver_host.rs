@@ -96,17 +96,57 @@ impl HostOptions {
 }
 
 /// Whether an unknown type is a typo of a built-in one: a known class of the same module
-/// with a close name (`jumpstarter_driver_power.driver.MockPowr`). Those fail when loading.
+/// within a small edit distance (`jumpstarter_driver_power.driver.MockPowr`; case ignored, 1
+/// edit for names of up to 6 letters, else 2). Those fail when loading. Anything else goes to
+/// a driver host, including upstream's classes next to our built-in ones
+/// (`jumpstarter_driver_network.driver.VsockNetwork` is 4 edits from `EchoNetwork`): only
+/// the host can tell whether a type exists.
 fn is_typo(registry: &Registry, type_name: &str) -> bool {
-    let module = |t: &str| t.rsplit_once('.').map(|(m, _)| m.to_owned());
-    let Some(m) = module(type_name) else {
+    let Some((module, class)) = type_name.rsplit_once('.') else {
         return false;
     };
-    registry
-        .suggestions(type_name)
-        .iter()
-        .any(|s| module(s).as_deref() == Some(m.as_str()))
+    let class = class.to_lowercase();
+    registry.known().any(|k| match k.rsplit_once('.') {
+        Some((m, c)) if m == module => {
+            let limit = if c.chars().count() <= 6 { 1 } else { 2 };
+            strsim::damerau_levenshtein(&class, &c.to_lowercase()) <= limit
+        }
+        _ => false,
+    })
 }
+
+/// The pip packages a hosted subtree needs (upstream's own pinned to the release we are
+/// compatible with), for the message shown when no host could start.
+fn packages(host_config: &Value) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(t)) = m.get("type")
+                    && let Some((module, _)) = t.split_once('.')
+                {
+                    let dist = module.replace('_', "-");
+                    let dist = if module.starts_with("jumpstarter_driver_") {
+                        format!("{dist}=={UPSTREAM_VERSION}")
+                    } else {
+                        dist
+                    };
+                    if !out.contains(&dist) {
+                        out.push(dist);
+                    }
+                }
+                m.values().for_each(|v| walk(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = vec![format!("jumpstarter=={UPSTREAM_VERSION}")];
+    walk(host_config, &mut out);
+    out
+}
+
+/// The upstream release whose packages the Python host runs.
+const UPSTREAM_VERSION: &str = "0.9.0";
 
 /// Finds the hosted subtrees of a config and checks their `ref:`s: a node inside a hosted
 /// subtree may only reference nodes of the same subtree (the host resolves it in-process).
@@ -408,12 +448,17 @@ async fn launch(
             }
         };
         if e.kind() == std::io::ErrorKind::NotFound {
+            let pip: Vec<String> = packages(&h.host_config)
+                .iter()
+                .map(|p| format!("'{p}'"))
+                .collect();
             format!(
-                "Python `{python}` (from {}) was not found; drivers whose type is not built in \
-                 run in a Python driver host: install python3 with the upstream jumpstarter \
-                 packages, or set {PYTHON_ENV} (or driverHost.python in the exporter config) to \
-                 such an interpreter",
-                options.python_from
+                "Python `{python}` (from {}) was not found; `{}` is not built in and runs in a \
+                 Python driver host: install python3 and `pip install {}`, or set {PYTHON_ENV} \
+                 (or driverHost.python in the exporter config) to a Python that has them",
+                options.python_from,
+                h.type_name,
+                pip.join(" ")
             )
         } else {
             format!(
@@ -593,5 +638,49 @@ async fn forward_logs(channel: H2Channel, logs: LogHub, stop: tokio_util::sync::
                 .unwrap_or(LogSource::Driver),
             logger: logger.clone(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typos_of_built_in_types_but_not_upstreams_other_classes() {
+        let families = jumpstarter_drivers::builtin();
+        let r = families.drivers();
+        for typo in [
+            "jumpstarter_driver_power.driver.MockPowr",
+            "jumpstarter_driver_power.driver.mockpower",
+            "jumpstarter_driver_network.driver.EchoNetwrk",
+            "jumpstarter_driver_network.driver.TcpNetwok",
+        ] {
+            assert!(is_typo(r, typo), "{typo}");
+        }
+        // Upstream 0.9.0's classes in modules we implement, which we do not build in.
+        for upstream in [
+            "jumpstarter_driver_network.driver.VsockNetwork",
+            "jumpstarter_driver_network.driver.WebsocketNetwork",
+            "jumpstarter_driver_network.driver.DbusNetwork",
+            "jumpstarter_driver_qemu.driver.Qemu",
+            "vendorpackage.MockPowr",
+        ] {
+            assert!(!is_typo(r, upstream), "{upstream}");
+        }
+    }
+
+    #[test]
+    fn packages_a_subtree_needs() {
+        let cfg = json!({"export": {"b": {"type": "vendor_pkg.driver.Bench", "children": {
+            "net": {"type": "jumpstarter_driver_network.driver.VsockNetwork"},
+            "n2": {"type": "jumpstarter_driver_network.driver.DbusNetwork"}}}}});
+        assert_eq!(
+            packages(&cfg),
+            [
+                "jumpstarter==0.9.0",
+                "vendor-pkg",
+                "jumpstarter-driver-network==0.9.0"
+            ]
+        );
     }
 }

@@ -278,7 +278,7 @@ fn client_create(a: ClientCreate, loc: &Locations) -> Result<(), CliError> {
     if let Err(why) = jumpstarter_config::client::decode_jwt(&token) {
         return Err(error(format!(
             "--token is not a JWT ({why}): client tokens are JWTs issued by the controller \
-             (`jmp admin create client` prints one; `jmp login` fetches one)"
+             (`jmp-controller admin create client NAME` prints a config with one)"
         )));
     }
     if a.insecure_tls && !a.nointeractive {
@@ -684,7 +684,8 @@ fn edit(
         }
         Err(e) => {
             let keep = PathBuf::from(format!("{}.invalid", path.display()));
-            let saved = std::fs::write(&keep, &edited).is_ok();
+            // It may hold a token: 0600 like the file it replaces.
+            let saved = jumpstarter_config::write::write_atomic(&keep, &edited, 0o600).is_ok();
             Err(error(format!(
                 "{e}; {} is unchanged{}",
                 path.display(),

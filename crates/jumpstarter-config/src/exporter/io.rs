@@ -18,6 +18,7 @@ impl ExporterConfig {
             metadata: Metadata { namespace, name },
             endpoint: None,
             token: None,
+            token_origin: Origin::Default,
             tls: TlsConfig::default(),
             grpc_options: Default::default(),
             grpc_config: Default::default(),
@@ -40,6 +41,7 @@ impl ExporterConfig {
         }
         if let Some(t) = env.get("JMP_TOKEN") {
             self.token = Some(t);
+            self.token_origin = Origin::Env("JMP_TOKEN".into());
         }
         if let Some(ns) = env.get("JMP_NAMESPACE") {
             self.metadata.namespace = Some(ns);

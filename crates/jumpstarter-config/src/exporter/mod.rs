@@ -6,8 +6,10 @@
 //! * a node that is not a valid driver, composite or proxy is an error (upstream silently turns
 //!   it into an empty composite);
 //! * `ref:` targets are resolved and checked (existence, cycles) when the file is loaded;
-//! * unknown keys are kept out of the model but reported as warnings (upstream ignores them
-//!   silently; files that work upstream keep working here).
+//! * unknown keys are kept out of the model and reported as warnings (upstream ignores them
+//!   silently), except a near miss of a known key (`exports`, `typ`: an error naming the key
+//!   meant) and any unknown key at the top level (an error listing the valid ones; a key that
+//!   holds YAML anchors for reuse is fine).
 
 mod io;
 mod model;

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::common::{GrpcOptions, Metadata, TlsConfig};
+use crate::common::{GrpcOptions, Metadata, Origin, TlsConfig};
 use crate::driver_config::DriverConfig;
-use crate::error::{ConfigWarning, Source};
+use crate::error::{ConfigError, ConfigWarning, Source};
 
 /// The upstream type string of the composite driver.
 pub const COMPOSITE_TYPE: &str = "jumpstarter_driver_composite.driver.Composite";
@@ -122,6 +122,8 @@ pub struct ExporterConfig {
     pub metadata: Metadata,
     pub endpoint: Option<String>,
     pub token: Option<String>,
+    /// Where `token` was set (the file's `token:` or `JMP_TOKEN`), for errors.
+    pub token_origin: Origin,
     pub tls: TlsConfig,
     /// `grpcOptions` (upstream's field).
     pub grpc_options: GrpcOptions,
@@ -140,6 +142,34 @@ pub struct ExporterConfig {
 }
 
 impl ExporterConfig {
+    /// Checks that the token (if any) has a JWT's shape: three base64url parts, the middle one
+    /// a JSON object. Controller mode calls it before connecting, so a pasted fragment or a
+    /// placeholder is named with its position instead of being refused by the controller.
+    pub fn check_token(&self) -> Result<(), ConfigError> {
+        let Some(token) = self.token.as_deref().filter(|t| !t.is_empty()) else {
+            return Ok(());
+        };
+        let Err(why) = crate::client::decode_jwt(token) else {
+            return Ok(());
+        };
+        let message = format!(
+            "the token is not a JWT ({why}); exporter tokens are JWTs issued by the controller: \
+             `jmp-controller admin config exporter {}` prints this exporter's config with its token",
+            self.metadata.name
+        );
+        Err(match &self.token_origin {
+            Origin::File(at) => ConfigError::Invalid {
+                at: at.clone(),
+                message,
+            },
+            Origin::Env(var) => ConfigError::Env {
+                var: var.clone(),
+                message,
+            },
+            _ => ConfigError::NotFound(message),
+        })
+    }
+
     /// Every node of the export tree with its dotted path, in pre-order.
     pub fn nodes(&self) -> Vec<(String, &ExportEntry)> {
         fn walk<'a>(

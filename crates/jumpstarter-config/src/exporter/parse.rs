@@ -7,10 +7,10 @@ use super::model::{
     DriverHostConfig, DriverNode, ExportEntry, ExporterConfig, FailureDetection, Hook, HookFailure,
     Hooks, PROXY_TYPE,
 };
-use crate::common::TlsConfig;
+use crate::common::{Origin, TlsConfig};
 use crate::driver_config::DriverConfig;
 use crate::error::{ConfigError, ConfigWarning};
-use crate::load::{self, Ctx};
+use crate::load::{self, Ctx, Extra};
 use crate::yaml::{Node, Value};
 
 impl ExporterConfig {
@@ -29,6 +29,7 @@ impl ExporterConfig {
             file,
             root,
             mut warnings,
+            anchors,
         } = load::document(
             text,
             file,
@@ -56,11 +57,12 @@ impl ExporterConfig {
             .map(|v| ctx.opt_string(v, "endpoint"))
             .transpose()?
             .flatten();
-        let token = top
-            .take("token")
+        let token_node = top.take("token");
+        let token = token_node
             .map(|v| ctx.opt_string(v, "token"))
             .transpose()?
             .flatten();
+        let token_origin = token_node.map_or(Origin::Default, |v| Origin::File(ctx.at(v.pos)));
         let tls = match top.take("tls") {
             Some(t) => ctx.tls(t, &mut warnings)?,
             None => TlsConfig::default(),
@@ -104,7 +106,7 @@ impl ExporterConfig {
                 if let Some(v) = fm.take_any(&["rapidFailureWindow", "rapid_failure_window"]) {
                     fd.rapid_failure_window = ctx.uint(v, "failureDetection.rapidFailureWindow")?;
                 }
-                fm.finish(&ctx, "failureDetection", &mut warnings);
+                fm.finish(&ctx, "failureDetection", Extra::Warn, &mut warnings)?;
                 fd
             }
             _ => FailureDetection::default(),
@@ -117,7 +119,7 @@ impl ExporterConfig {
                     .map(|v| ctx.opt_string(v, "driverHost.python"))
                     .transpose()?
                     .flatten();
-                dm.finish(&ctx, "driverHost", &mut warnings);
+                dm.finish(&ctx, "driverHost", Extra::Warn, &mut warnings)?;
                 DriverHostConfig { python }
             }
             _ => DriverHostConfig::default(),
@@ -125,7 +127,10 @@ impl ExporterConfig {
         // Upstream writes `alias` and `path` into nothing, but tolerate them.
         top.take("alias");
         top.take("path");
-        top.finish(&ctx, "the ExporterConfig", &mut warnings);
+        // A stray top-level key is refused (upstream ignores it): `exports:` or a driver
+        // written at the top instead of under `export:` would leave the exporter without it.
+        top.tolerate_anchor_holders(&anchors);
+        top.finish(&ctx, "the ExporterConfig", Extra::Refuse, &mut warnings)?;
 
         let cfg = ExporterConfig {
             path: None,
@@ -133,6 +138,7 @@ impl ExporterConfig {
             metadata,
             endpoint,
             token,
+            token_origin,
             tls,
             grpc_options,
             grpc_config,
@@ -213,7 +219,7 @@ impl Ctx<'_> {
         }
         if let Some(r) = m.take("ref") {
             let target = self.string(r, &format!("{path}.ref"))?;
-            m.finish(self, path, warnings);
+            m.finish(self, path, Extra::Warn, warnings)?;
             return Ok(DriverNode::Proxy {
                 target,
                 target_at: self.at(r.pos),
@@ -233,7 +239,7 @@ impl Ctx<'_> {
             if let Some(bad) = ["config", "methods_description"].iter().find(|k| m.has(k)) {
                 return Err(self.err(node, format!("{path} has `{bad}` but no `type`; add the driver's type (e.g. type: jumpstarter_driver_power.driver.MockPower)")));
             }
-            m.finish(self, path, warnings);
+            m.finish(self, path, Extra::Warn, warnings)?;
             return Ok(DriverNode::Composite {
                 children,
                 description,
@@ -266,7 +272,7 @@ impl Ctx<'_> {
                 ),
             ));
         }
-        m.finish(self, path, warnings);
+        m.finish(self, path, Extra::Warn, warnings)?;
         let config = DriverConfig::new(config_node.cloned(), node.pos, self.file.clone());
         if type_name == PROXY_TYPE {
             let json = config.to_json();
@@ -301,7 +307,7 @@ impl Ctx<'_> {
             .filter(|n| !n.is_null())
             .map(|n| self.hook(n, "hooks.afterLease", warnings))
             .transpose()?;
-        m.finish(self, "hooks", warnings);
+        m.finish(self, "hooks", Extra::Warn, warnings)?;
         Ok(Hooks {
             before_lease,
             after_lease,
@@ -347,7 +353,7 @@ impl Ctx<'_> {
             }
             None => HookFailure::Warn,
         };
-        m.finish(self, what, warnings);
+        m.finish(self, what, Extra::Warn, warnings)?;
         Ok(Hook {
             script,
             exec,

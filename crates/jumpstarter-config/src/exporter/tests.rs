@@ -261,18 +261,18 @@ fn hook_validation() {
 #[test]
 fn unknown_keys_and_yaml11_keys_warn() {
     let c = parse(
-            "metadata: {name: x}\nbogus: 1\nexport:\n  p:\n    type: a.B\n    confg: {}\n    methods_description:\n      on: Turn on\n",
+            "metadata: {name: x}\ntls: {bogus: 1}\nexport:\n  p:\n    type: a.B\n    vendor_note: {}\n    methods_description:\n      on: Turn on\n",
         )
         .unwrap();
     let msgs: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
     assert!(
         msgs.iter()
-            .any(|m| m.starts_with("e.yaml:2:1: unknown key `bogus`")),
+            .any(|m| m.starts_with("e.yaml:2:7: unknown key `bogus` in tls is ignored")),
         "{msgs:?}"
     );
     assert!(
         msgs.iter()
-            .any(|m| m.contains("unknown key `confg` in export.p")),
+            .any(|m| m.contains("unknown key `vendor_note` in export.p is ignored")),
         "{msgs:?}"
     );
     assert!(
@@ -292,6 +292,84 @@ fn unknown_keys_and_yaml11_keys_warn() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn near_misses_and_stray_top_level_keys_are_errors() {
+    let err = |text: &str| parse(text).unwrap_err().to_string();
+    // A misspelt `export:` (upstream ignores it and serves no drivers).
+    assert_eq!(
+        err("metadata: {name: x}\nexports:\n  power: {type: a.B}\n"),
+        "e.yaml:2:1: unknown key `exports` in the ExporterConfig; did you mean `export`?"
+    );
+    // Any other top-level key: the list of valid ones.
+    let e = err("metadata: {name: x}\npower: {type: a.B}\n");
+    assert!(
+        e.starts_with("e.yaml:2:1: unknown key `power` in the ExporterConfig; the keys here are: ")
+            && e.contains("export,"),
+        "{e}"
+    );
+    // `typ:` would otherwise make an empty composite.
+    assert_eq!(
+        err("metadata: {name: x}\nexport:\n  power:\n    typ: a.B\n"),
+        "e.yaml:4:5: unknown key `typ` in export.power; did you mean `type`?"
+    );
+    assert_eq!(
+        err("metadata: {name: x}\nexport:\n  p:\n    type: a.B\n    confg: {}\n"),
+        "e.yaml:5:5: unknown key `confg` in export.p; did you mean `config`?"
+    );
+    assert_eq!(
+        err("metadata: {name: x}\nhooks:\n  beforelease: {script: x}\n"),
+        "e.yaml:3:3: unknown key `beforelease` in hooks; did you mean `beforeLease`?"
+    );
+    assert_eq!(
+        err("metadata: {name: x}\ntls: {insecur: true}\n"),
+        "e.yaml:2:7: unknown key `insecur` in tls; did you mean `insecure`?"
+    );
+    // Upstream's ObjectMeta refuses unknown keys.
+    assert!(
+        err("metadata: {name: x, labels: {a: b}}\n")
+            .starts_with("e.yaml:1:21: unknown key `labels` in metadata; the keys here are: "),
+    );
+    // A node with config but no type.
+    assert!(
+        err("metadata: {name: x}\nexport:\n  p:\n    config: {a: 1}\n")
+            .contains("export.p has `config` but no `type`")
+    );
+    // A top-level key that holds anchors for reuse is fine (a common way to share settings).
+    let c = parse(
+        "metadata: {name: x}\ndefaults: &d {type: a.B, config: {port: 1}}\nexport:\n  p: *d\n",
+    )
+    .unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // Everything upstream writes still loads.
+    parse(
+        "apiVersion: jumpstarter.dev/v1alpha1\nkind: ExporterConfig\nmetadata:\n  namespace: d\n  \
+         name: x\nendpoint: e:1\ntls:\n  ca: ''\n  insecure: false\ntoken: t\ngrpcOptions: {}\n\
+         description: null\nexport: {}\nhooks:\n  beforeLease: null\n  afterLease: null\n\
+         failureDetection:\n  maxRapidFailures: 5\n  rapidFailureWindow: 60\nalias: x\npath: p\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn tokens_must_look_like_jwts_for_controller_mode() {
+    let c = parse("metadata: {name: rig1}\nendpoint: e:1\ntoken: xxxxx\n").unwrap();
+    let e = c.check_token().unwrap_err().to_string();
+    assert!(
+        e.starts_with("e.yaml:3:8: the token is not a JWT (")
+            && e.contains("`jmp-controller admin config exporter rig1`"),
+        "{e}"
+    );
+    let mut c = c;
+    c.apply_env(&crate::Env::from_pairs([("JMP_TOKEN", "a.b")]));
+    let e = c.check_token().unwrap_err().to_string();
+    assert!(e.starts_with("$JMP_TOKEN: the token is not a JWT ("), "{e}");
+    // header.payload.signature, the payload a JSON object.
+    c.token = Some("eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln".into());
+    c.check_token().unwrap();
+    c.token = None;
+    c.check_token().unwrap();
 }
 
 #[test]

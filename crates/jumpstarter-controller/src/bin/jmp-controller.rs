@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use jumpstarter_config::{Locations, UserConfig};
 use jumpstarter_controller::admin::{self, ClientConfigOptions};
-use jumpstarter_controller::{Options, open_store};
+use jumpstarter_controller::{Options, open_existing_store, open_store};
 use jumpstarter_core::exit::{CliError, Context};
 
 #[derive(Parser)]
@@ -71,6 +72,10 @@ struct Serve {
 struct Admin {
     #[command(flatten)]
     dir: DataDir,
+    /// Create the data directory and its database if they do not exist yet (without it, a
+    /// directory that holds no controller database is refused).
+    #[arg(long)]
+    init: bool,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -172,9 +177,11 @@ struct ConfigArgs {
     /// Endpoint to write instead of the one the controller advertises.
     #[arg(long, value_name = "HOST:PORT")]
     endpoint: Option<String>,
-    /// Client configs: comma-separated driver packages the client may load.
-    #[arg(long, default_value = "")]
-    allow: String,
+    /// Client configs: comma-separated driver client classes (globs) the client may load.
+    /// Default: upstream's own packages (`jumpstarter_driver_*,jumpstarter.client.*`), which
+    /// covers every built-in driver; `--allow ""` allows none.
+    #[arg(long, value_name = "LIST")]
+    allow: Option<String>,
     /// Client configs: allow any driver package.
     #[arg(long = "unsafe")]
     unsafe_drivers: bool,
@@ -276,26 +283,48 @@ async fn serve(s: Serve) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Writes a config file (it holds a token): atomically, created with mode 0600.
 fn save(path: &Path, text: &str) -> Result<(), CliError> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).context(format!("cannot create {}", parent.display()))?;
-    }
-    std::fs::write(path, text).context(format!("cannot write {}", path.display()))?;
+    jumpstarter_config::write::write_atomic(path, text, 0o600)?;
     Ok(())
 }
 
-fn default_path(kind: Single, name: &str) -> PathBuf {
-    match kind {
-        Single::Client => {
-            let base = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("."));
-            base.join(".config/jumpstarter/clients")
-                .join(format!("{name}.yaml"))
-        }
-        Single::Exporter => {
-            PathBuf::from("/etc/jumpstarter/exporters").join(format!("{name}.yaml"))
-        }
+/// Where `--save` writes: the client config directory `jmp --client NAME` reads
+/// (`$JMP_CLIENT_CONFIG_HOME`, `$XDG_CONFIG_HOME/jumpstarter` or `~/.config/jumpstarter`), or
+/// the system exporter directory.
+fn default_path(kind: Single, name: &str) -> Result<PathBuf, CliError> {
+    let loc = Locations::from_env();
+    Ok(match kind {
+        Single::Client => loc.client_path(name)?,
+        Single::Exporter => loc.system_exporter_path(name)?,
+    })
+}
+
+/// After saving a client config to the default location: when it is the only one, it becomes
+/// the current client (as upstream's `jmp admin create client --save` does).
+fn make_current_if_only(name: &str) -> Result<(), CliError> {
+    let loc = Locations::from_env();
+    if loc.client_files()?.len() == 1 {
+        let path = loc.user_config();
+        let mut user = UserConfig::load(&path)?;
+        user.current_client = Some(name.to_owned());
+        user.save(&path)?;
+    }
+    Ok(())
+}
+
+/// The allow-list written into a client config: `--allow` as given, else upstream's own
+/// driver packages (none with `--unsafe`, which allows everything anyway).
+fn allow_list(cfg: &ConfigArgs) -> Vec<String> {
+    match &cfg.allow {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        None if cfg.unsafe_drivers => Vec::new(),
+        None => admin::DEFAULT_ALLOW.iter().map(|s| s.to_string()).collect(),
     }
 }
 
@@ -314,12 +343,7 @@ async fn print_config(
                 .ok_or_else(|| CliError::runtime(format!("no client {}/{name}", cfg.namespace)))?;
             let o = ClientConfigOptions {
                 insecure: cfg.insecure_tls,
-                allow: cfg
-                    .allow
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect(),
+                allow: allow_list(cfg),
                 unsafe_drivers: cfg.unsafe_drivers,
             };
             admin::client_config_yaml(&c, &endpoint, &ca, &o)
@@ -331,13 +355,17 @@ async fn print_config(
             admin::exporter_config_yaml(&e, &endpoint, &ca, cfg.insecure_tls)
         }
     };
-    let target = cfg
-        .out
-        .clone()
-        .or_else(|| cfg.save.then(|| default_path(kind, name)));
+    let target = match (&cfg.out, cfg.save) {
+        (Some(out), _) => Some(out.clone()),
+        (None, true) => Some(default_path(kind, name)?),
+        (None, false) => None,
+    };
     match target {
         Some(path) => {
             save(&path, &text)?;
+            if cfg.out.is_none() && matches!(kind, Single::Client) {
+                make_current_if_only(name)?;
+            }
             let what = match kind {
                 Single::Client => "Client",
                 Single::Exporter => "Exporter",
@@ -353,7 +381,11 @@ async fn print_config(
 }
 
 async fn admin_cmd(a: Admin) -> Result<(), CliError> {
-    let (store, keys) = open_store(&a.dir.data_dir).await?;
+    let (store, keys) = if a.init {
+        open_store(&a.dir.data_dir).await?
+    } else {
+        open_existing_store(&a.dir.data_dir).await?
+    };
     let r = admin_inner(&store, &keys, a.command).await;
     store.close().await;
     r

@@ -21,7 +21,7 @@ pub fn describe(e: &ControllerError) -> String {
             Code::Unavailable => format!("grpc error: {}", s.message()),
             Code::Unknown => format!("grpc controller responded: {}", s.message()),
             Code::Unauthenticated | Code::PermissionDenied => format!(
-                "Authentication or authorization failed. Run 'jmp login' and verify access permissions. Details: {}",
+                "Authentication or authorization failed. Check the client config's token (`jmp-controller admin config client NAME` prints a fresh config) and verify access permissions. Details: {}",
                 s.message()
             ),
             code => format!(
@@ -44,6 +44,8 @@ pub async fn connect(opts: &ClientOpts) -> Result<(ClientConfig, LeaseClient), C
 /// A connection to the controller of `cfg` (its endpoint, token, TLS and channel options).
 pub async fn connect_config(cfg: &ClientConfig, env: &Env) -> Result<LeaseClient, CliError> {
     let (_, token) = cfg.endpoint_and_token()?;
+    // A token that is not a JWT is named with its position before anything connects.
+    cfg.token_claims()?;
     let settings = ChannelSettings::for_client(cfg, env)?;
     let who = Identity {
         token: token.to_string(),
