@@ -210,6 +210,16 @@ pub async fn run(args: RunArgs) -> CliResult {
         }
     };
     let exporter = load(&path).await?;
+    if matches!(mode, Mode::Direct { .. }) {
+        let config = exporter.config();
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.is_empty());
+        if set(&config.endpoint) || set(&config.token) {
+            tracing::warn!(
+                "direct mode (--tls-grpc-listener): the config's endpoint and token are ignored; \
+                 run without --tls-grpc-listener to register with the controller"
+            );
+        }
+    }
     match mode {
         Mode::Controller => controller(exporter).await,
         Mode::Direct {
