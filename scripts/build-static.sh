@@ -37,7 +37,7 @@ done
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
     cargo rustc --release --locked --target "$target" -p jumpstarter-cli --bin jmp -- -C strip=symbols "${link_args[@]}"
 
-bin="target/$target/release/jmp"
+bin="${CARGO_TARGET_DIR:-target}/$target/release/jmp"
 mkdir -p "$out"
 cp "$bin" "$out/jmp"
 ln -sf jmp "$out/j"

@@ -8,3 +8,4 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+if [ -n "${JMP_TEST_IMAGE:-}" ]; then ./scripts/test-image.sh; else echo "image test not run (opt-in: JMP_TEST_IMAGE=1; it needs scripts/build-static.sh's release build, 15-40 min)"; fi

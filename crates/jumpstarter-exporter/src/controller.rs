@@ -16,6 +16,11 @@
 //! need the controller) and the exporter reconnects with back-off (0.5 s doubling to 10 s,
 //! for ever; upstream gives up after ~8 s and relies on a supervisor). The first Status
 //! message after a reconnect says whether the lease is still ours.
+//!
+//! A refused credential is not transient: when the controller refuses the exporter's token
+//! (or its name) [`AUTH_TRIES`] times with no successful Register in between, with the same
+//! back-off between tries, [`Exporter::run_controller`] gives up with [`RunError::Refused`].
+//! What counts as a refusal is [`is_refusal`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,14 +44,17 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Request;
 
+use crate::Exporter;
 use crate::direct::{Control, Outcome, SHUTDOWN_GRACE};
 use crate::hooks::{HookEnv, HookKind};
 use crate::lease::{HookPhase, after_lease, before_lease};
-use crate::{Exporter, ExporterError};
 
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
 pub const MIN_BACKOFF: Duration = Duration::from_millis(500);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Refusals of the exporter's credentials, without a successful Register in between, after
+/// which controller mode gives up.
+pub const AUTH_TRIES: u32 = 3;
 /// After an EndSession's afterLease phase, how long before the release is requested
 /// (upstream's pause, so the client sees AVAILABLE before its tunnel goes).
 const RELEASE_AFTER_END_SESSION: Duration = Duration::from_secs(1);
@@ -64,6 +72,57 @@ pub enum LinkError {
     /// The `tls` section, TLS environment variables or `grpcOptions` are not usable.
     #[error(transparent)]
     Channel(#[from] ChannelError),
+}
+
+/// Why controller mode ended without being told to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// The controller refused the exporter's credentials [`AUTH_TRIES`] times.
+    #[error(
+        "the controller at {target} refused this exporter's credentials {tries} times \
+         ({what}: {message}); check token, endpoint and metadata (namespace, name) in the \
+         exporter config (the controller's admin prints a fresh one), then restart"
+    )]
+    Refused {
+        target: String,
+        tries: u32,
+        /// The RPC that was refused, e.g. "Register failed".
+        what: &'static str,
+        /// The controller's message.
+        message: String,
+        #[source]
+        status: tonic::Status,
+    },
+}
+
+/// Whether `status` says the controller refuses the exporter's credentials (retrying with the
+/// same config cannot help), as opposed to a transient failure.
+///
+/// UNAUTHENTICATED and PERMISSION_DENIED are refusals. Upstream's controller (and ours, which
+/// is wire-compatible) answers a token that no authenticator accepts, or whose signature or
+/// expiry is wrong, with UNKNOWN and the authenticator's text (controller.md §2.3), and an
+/// exporter that does not exist with UNKNOWN `... exporters.jumpstarter.dev "<name>" not found`;
+/// those texts are refusals too. A controller that is down, UNAVAILABLE or whose token issuer
+/// is "not initialized" yet is transient.
+pub fn is_refusal(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    let m = status.message();
+    match status.code() {
+        Code::Unauthenticated | Code::PermissionDenied => true,
+        Code::Unknown => {
+            m.contains("failed to authenticate token")
+                || m.starts_with("oidc: verify token:")
+                || (m.starts_with("exporter ") && m.contains("exporters.jumpstarter.dev"))
+        }
+        Code::InvalidArgument => {
+            m == "object kind mismatch"
+                || m.starts_with("resource name mismatch")
+                || m.starts_with("malformed authorization header")
+        }
+        _ => false,
+    }
 }
 
 /// How to reach and authenticate with the controller.
@@ -147,21 +206,41 @@ struct ActiveLease {
 
 impl Exporter {
     /// Runs controller mode until told to stop or a hook says `exit`.
-    pub async fn run_controller(&self, control: Control) -> Result<Outcome, ExporterError> {
-        let link = Link::from_config(self.config())
-            .map_err(|e| ExporterError::Controller(e.to_string()))?;
+    ///
+    /// Ends with [`RunError::Refused`] when the controller keeps refusing the exporter's
+    /// credentials (after the same goodbye as a stop).
+    pub async fn run_controller(&self, control: Control) -> Result<Outcome, RunError> {
+        let link = Link::from_config(self.config())?;
         let mut backoff = MIN_BACKOFF;
         let mut lease: Option<ActiveLease> = None;
-        let outcome = loop {
+        let mut refusals = 0u32;
+        let ended = loop {
             if control.is_stopping() {
-                break Outcome::Stopped;
+                break Ok(Outcome::Stopped);
             }
             match self
-                .connected(&link, &control, &mut lease, &mut backoff)
+                .connected(&link, &control, &mut lease, &mut backoff, &mut refusals)
                 .await
             {
-                Ok(Some(outcome)) => break outcome,
+                Ok(Some(outcome)) => break Ok(outcome),
                 Ok(None) => {}
+                Err(ServeError::Rpc { what, status }) if is_refusal(&status) => {
+                    refusals += 1;
+                    if refusals >= AUTH_TRIES {
+                        break Err(RunError::Refused {
+                            target: link.target.to_string(),
+                            tries: refusals,
+                            what,
+                            message: status.message().to_string(),
+                            status,
+                        });
+                    }
+                    tracing::warn!(
+                        "{what}: {} (refused {refusals} of {AUTH_TRIES} times); \
+                         reconnecting in {backoff:?}",
+                        status.message()
+                    );
+                }
                 Err(e) => tracing::warn!("{e}; reconnecting in {backoff:?}"),
             }
             tokio::select! {
@@ -170,6 +249,7 @@ impl Exporter {
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         };
+        let refused = ended.is_err();
         if let Some(l) = lease.take() {
             self.end_lease(&link, l, &control).await;
         }
@@ -190,8 +270,10 @@ impl Exporter {
                     .await;
             }
         };
-        let _ = tokio::time::timeout(Duration::from_secs(10), bye).await;
-        Ok(outcome)
+        if !refused {
+            let _ = tokio::time::timeout(Duration::from_secs(10), bye).await;
+        }
+        ended
     }
 
     /// One connection to the controller: register, then follow the Status stream. Returns
@@ -202,6 +284,7 @@ impl Exporter {
         control: &Control,
         lease: &mut Option<ActiveLease>,
         backoff: &mut Duration,
+        refusals: &mut u32,
     ) -> Result<Option<Outcome>, ServeError> {
         let mut c = link.controller().await?;
         let probe = self
@@ -216,6 +299,7 @@ impl Exporter {
         }))
         .await
         .map_err(ServeError::rpc("Register failed"))?;
+        *refusals = 0;
         let (status, message) = match lease {
             Some(l) => {
                 let s = l.session.status();
@@ -576,5 +660,36 @@ impl ServeError {
 
     fn other(e: impl std::error::Error + Send + Sync + 'static) -> ServeError {
         ServeError::Other(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_refusal;
+    use tonic::Status;
+
+    #[test]
+    fn refusals_and_transient_failures() {
+        for s in [
+            Status::unauthenticated("missing authorization header"),
+            Status::unauthenticated("token revoked: it was replaced by a newer token"),
+            Status::permission_denied("permission denied for exporter default/e1"),
+            Status::unknown("failed to authenticate token"),
+            Status::unknown("oidc: verify token: oidc: token is expired (Token Expiry: x)"),
+            Status::unknown("exporter default/e1: exporters.jumpstarter.dev \"e1\" not found"),
+            Status::invalid_argument("object kind mismatch"),
+        ] {
+            assert!(is_refusal(&s), "{s:?}");
+        }
+        for s in [
+            Status::unavailable("connection refused"),
+            Status::unknown("authenticator not initialized"),
+            Status::unknown("some storage error"),
+            Status::internal("boom"),
+            Status::deadline_exceeded("slow"),
+            Status::invalid_argument("labels too long"),
+        ] {
+            assert!(!is_refusal(&s), "{s:?}");
+        }
     }
 }

@@ -16,6 +16,8 @@
 //! * `1`: could not start (config, TLS files, listener) or failed while running;
 //! * `2`: usage error (options, or a bad `JMP_*` limit variable);
 //! * `3`: a hook with `onFailure: exit` failed (a service manager should not restart at once);
+//! * `4`: controller mode: the controller refused the exporter's token (or name) 3 times in a
+//!   row (restarting with the same config cannot help);
 //! * `128+N`: stopped by signal N after a clean shutdown (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
 
 use std::path::{Path, PathBuf};
@@ -26,6 +28,7 @@ use jumpstarter_config::paths::Locations;
 use jumpstarter_core::LogHub;
 use jumpstarter_core::exit::{CliError, CliResult, Context};
 use jumpstarter_exporter::Exporter;
+use jumpstarter_exporter::controller::RunError;
 use jumpstarter_exporter::direct::{Control, DirectOptions, Outcome};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -36,10 +39,13 @@ active, drivers are closed, sockets removed); a second one stops at once. SIGHUP
 current session has ended (EndSession).
 
 Exit codes: 0 stopped; 1 could not start or failed; 2 usage error; 3 a hook with onFailure: exit \
-failed; 128+N stopped by signal N (e.g. 143 for SIGTERM).";
+failed; 4 the controller refused the exporter's token; 128+N stopped by signal N (e.g. 143 for \
+SIGTERM).";
 
 /// Exit code when a hook with `onFailure: exit` failed.
 pub const EXIT_HOOK_FAILURE: i32 = 3;
+/// Exit code when the controller keeps refusing the exporter's credentials.
+pub const EXIT_TOKEN_REFUSED: i32 = 4;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -204,6 +210,16 @@ pub async fn run(args: RunArgs) -> CliResult {
         }
     };
     let exporter = load(&path).await?;
+    if matches!(mode, Mode::Direct { .. }) {
+        let config = exporter.config();
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.is_empty());
+        if set(&config.endpoint) || set(&config.token) {
+            tracing::warn!(
+                "direct mode (--tls-grpc-listener): the config's endpoint and token are ignored; \
+                 run without --tls-grpc-listener to register with the controller"
+            );
+        }
+    }
     match mode {
         Mode::Controller => controller(exporter).await,
         Mode::Direct {
@@ -236,15 +252,7 @@ async fn controller(exporter: Exporter) -> CliResult {
     jumpstarter_exporter::controller::Link::from_config(exporter.config())?;
     let control = Control::new();
     let c2 = control.clone();
-    let task = tokio::spawn(async move {
-        match exporter.run_controller(c2).await {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!("{e}");
-                Outcome::Stopped
-            }
-        }
-    });
+    let task = tokio::spawn(async move { exporter.run_controller(c2).await });
     supervise(task, control, signals).await
 }
 
@@ -276,7 +284,8 @@ async fn direct(
     };
     let running = exporter.start_direct(options, LogHub::new()).await?;
     let control = Control::new();
-    let task = tokio::spawn(running.run(control.clone()));
+    let c2 = control.clone();
+    let task = tokio::spawn(async move { Ok(running.run(c2).await) });
     supervise(task, control, signals).await
 }
 
@@ -303,7 +312,7 @@ impl Signals {
 
 /// Relays signals to `control` while `task` runs; returns the exit code.
 async fn supervise(
-    task: tokio::task::JoinHandle<Outcome>,
+    task: tokio::task::JoinHandle<Result<Outcome, RunError>>,
     control: Control,
     signals: Signals,
 ) -> CliResult {
@@ -341,14 +350,19 @@ async fn supervise(
         }
     };
     match outcome {
-        Ok(Outcome::HookExit(kind)) => {
+        Ok(Err(e @ RunError::Refused { .. })) => {
+            tracing::error!("exporter stopped: {e}");
+            Ok(EXIT_TOKEN_REFUSED)
+        }
+        Ok(Err(e @ RunError::Link(_))) => Err(CliError::from(e)),
+        Ok(Ok(Outcome::HookExit(kind))) => {
             tracing::error!(
                 "exporter stopped: the {} hook failed and its onFailure is exit",
                 kind.name()
             );
             Ok(EXIT_HOOK_FAILURE)
         }
-        Ok(Outcome::Stopped) => {
+        Ok(Ok(Outcome::Stopped)) => {
             tracing::info!("exporter stopped");
             Ok(match (stop_signal, hangup) {
                 (Some(s), _) => 128 + s,
