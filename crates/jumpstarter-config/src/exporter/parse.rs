@@ -51,11 +51,13 @@ impl ExporterConfig {
                 ));
             }
         };
-        let endpoint = top
-            .take("endpoint")
-            .map(|v| ctx.opt_string(v, "endpoint"))
-            .transpose()?
-            .flatten();
+        let (endpoint, endpoint_origin) = match top.take("endpoint") {
+            Some(v) => (
+                ctx.opt_string(v, "endpoint")?,
+                crate::common::Origin::File(ctx.at(v.pos)),
+            ),
+            None => (None, crate::common::Origin::Default),
+        };
         let token = top
             .take("token")
             .map(|v| ctx.opt_string(v, "token"))
@@ -132,6 +134,7 @@ impl ExporterConfig {
             alias: "default".into(),
             metadata,
             endpoint,
+            endpoint_origin,
             token,
             tls,
             grpc_options,
