@@ -14,6 +14,7 @@ use crate::common::{
     Env, GrpcOptionValue, GrpcOptions, Metadata, Origin, TlsConfig, grpc_options_json,
 };
 use crate::drivers::Drivers;
+use crate::endpoint::Endpoint;
 use crate::error::{ConfigError, ConfigWarning};
 use crate::grpc::ChannelOptions;
 use crate::load::{self, Ctx, Extra};
@@ -61,7 +62,7 @@ pub struct ClientConfig {
     /// File name up to the first dot (upstream's rule), or `default`.
     pub alias: String,
     pub metadata: Metadata,
-    /// Controller endpoint `host:port`.
+    /// Controller endpoint: `host:port` or another of grpc's forms ([`Endpoint::parse`]).
     pub endpoint: Option<String>,
     pub tls: TlsConfig,
     /// Bearer token (a JWT for clients).
@@ -377,6 +378,55 @@ impl ClientConfig {
                     "JMP_TOKEN"
                 },
             ))),
+        }
+    }
+
+    /// The controller endpoint, parsed ([`Endpoint::parse`]); a malformed one is an error that
+    /// points at where it was set (`file:line:col`, `$JMP_ENDPOINT`).
+    pub fn controller_endpoint(&self) -> Result<Endpoint, ConfigError> {
+        let (endpoint, _) = self.endpoint_and_token()?;
+        crate::endpoint::parse_at(endpoint, &self.endpoint_origin, &self.describe())
+    }
+
+    /// Parses config text as [`ClientConfig::parse`] does, and also refuses what a config
+    /// written by hand must not have (what `jmp config client edit` accepts): unknown keys,
+    /// a missing, empty or malformed `endpoint`. Every error names `file:line:col`.
+    pub fn parse_strict(text: &str, file: &Path) -> Result<ClientConfig, ConfigError> {
+        let cfg = Self::parse(text, file)?;
+        if let Some(w) = cfg
+            .warnings
+            .iter()
+            .find(|w| w.message.starts_with("unknown key "))
+        {
+            let key = w.message.trim_end_matches(" is ignored");
+            return Err(ConfigError::Invalid {
+                at: w.at.clone(),
+                message: format!(
+                    "{key}; the keys of a ClientConfig are apiVersion, kind, metadata, endpoint, \
+                     tls, token, refresh_token, grpcOptions, grpcConfig, drivers, shell, leases"
+                ),
+            });
+        }
+        match cfg.endpoint.as_deref().map(str::trim) {
+            None | Some("") => {
+                let at = match &cfg.endpoint_origin {
+                    Origin::File(at) => at.clone(),
+                    _ => crate::error::Source {
+                        file: std::sync::Arc::from(file),
+                        pos: crate::yaml::Pos { line: 1, col: 1 },
+                    },
+                };
+                Err(ConfigError::Invalid {
+                    at,
+                    message: "the ClientConfig has no endpoint; add `endpoint: HOST:PORT` \
+                              (the controller's address)"
+                        .into(),
+                })
+            }
+            Some(e) => {
+                crate::endpoint::parse_at(e, &cfg.endpoint_origin, &cfg.describe())?;
+                Ok(cfg)
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 //! * [`resolve`]: the loading order (flags > environment > files) and env overrides.
 //! * [`grpc`]: `grpcOptions`/`grpcConfig` as channel settings; [`drivers`]: the allow-list.
 //! * [`emit`], [`write`]: YAML 1.1-safe writing, atomic 0600 files.
+//! * [`endpoint`]: controller and router endpoints in grpc's target syntax.
 //! * [`paths`]: where configuration files live and how aliases map to files.
 //! * `load` (private): what loading every kind of file shares (reading, YAML limits, the load
 //!   context, `apiVersion`/`kind`/`metadata`).
@@ -19,6 +20,7 @@ pub mod common;
 pub mod driver_config;
 pub mod drivers;
 pub mod emit;
+pub mod endpoint;
 pub mod error;
 pub mod exporter;
 pub mod grpc;
@@ -33,6 +35,7 @@ pub use client::{ClientConfig, JwtError, LeaseSettings, ShellConfig};
 pub use common::{Env, GrpcOptionValue, GrpcOptions, Metadata, Origin, TlsConfig};
 pub use driver_config::DriverConfig;
 pub use drivers::{DriverAllow, Drivers};
+pub use endpoint::{Endpoint, EndpointError};
 pub use error::{ConfigError, ConfigWarning, Source};
 pub use exporter::{
     DriverNode, ExportEntry, ExportIndex, ExporterConfig, Hook, HookFailure, Hooks,

@@ -20,14 +20,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use hyper_util::rt::TokioIo;
 use jumpstarter_config::{
-    ChannelOptions, ClientConfig, ConfigError, Env, ExporterConfig, TlsConfig,
+    ChannelOptions, ClientConfig, ConfigError, Endpoint, Env, ExporterConfig, TlsConfig,
 };
 use jumpstarter_protocol::wire::{CONNECTION_WINDOW, STREAM_WINDOW};
-use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::tls::{self, ServerTrust, TlsError};
+use crate::tls::{self, Roots, ServerTrust, TlsError};
 use crate::transport::{CONNECT_TIMEOUT, Dial, DialError, H2Channel, Target};
 
 /// Why a channel could not be set up or connected.
@@ -37,7 +36,10 @@ pub enum ChannelError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Tls(#[from] TlsError),
-    #[error("invalid endpoint '{endpoint}': {message} (expected host:port)")]
+    #[error(
+        "invalid endpoint '{endpoint}': {message} (expected HOST[:PORT], e.g. \
+         jumpstarter.example.com:443)"
+    )]
     Endpoint { endpoint: String, message: String },
     #[error("cannot connect to {endpoint}: {}", error_chain(.source))]
     Connect {
@@ -47,6 +49,15 @@ pub enum ChannelError {
     },
     #[error(transparent)]
     Dial(#[from] DialError),
+}
+
+impl From<jumpstarter_config::EndpointError> for ChannelError {
+    fn from(e: jumpstarter_config::EndpointError) -> ChannelError {
+        ChannelError::Endpoint {
+            endpoint: e.given,
+            message: e.reason,
+        }
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -66,7 +77,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// Everything needed to open channels to one controller endpoint.
 #[derive(Clone)]
 pub struct ChannelSettings {
-    /// `host:port`
+    /// The endpoint as a string [`Target::endpoint`] reads back: `host:port` (`[v6]:port`)
+    /// or `unix:PATH`, whatever form the config used (`dns:///h:p`, `h` for `h:443`...).
     pub endpoint: String,
     pub tls: Arc<rustls::ClientConfig>,
     pub options: ChannelOptions,
@@ -89,8 +101,22 @@ impl ChannelSettings {
         options: ChannelOptions,
         env: &Env,
     ) -> Result<ChannelSettings, ChannelError> {
+        let endpoint = Endpoint::parse(endpoint).map_err(|e| ChannelError::Endpoint {
+            endpoint: e.given,
+            message: e.reason,
+        })?;
+        Self::for_endpoint(&endpoint, tls, options, env)
+    }
+
+    /// [`ChannelSettings::new`] for an endpoint already parsed.
+    pub fn for_endpoint(
+        endpoint: &Endpoint,
+        tls: &TlsConfig,
+        options: ChannelOptions,
+        env: &Env,
+    ) -> Result<ChannelSettings, ChannelError> {
         Ok(ChannelSettings {
-            endpoint: endpoint.to_owned(),
+            endpoint: endpoint.to_string(),
             tls: client_tls(tls, env)?,
             options,
         })
@@ -98,18 +124,18 @@ impl ChannelSettings {
 
     /// The controller of a client config (needs `endpoint`; the token is the caller's).
     pub fn for_client(cfg: &ClientConfig, env: &Env) -> Result<ChannelSettings, ChannelError> {
-        let (endpoint, _) = cfg.endpoint_and_token()?;
+        let endpoint = cfg.controller_endpoint()?;
         let (options, unknown) = cfg.channel_options()?;
         warn_unknown_once(&unknown);
-        Self::new(endpoint, &cfg.tls, options, env)
+        Self::for_endpoint(&endpoint, &cfg.tls, options, env)
     }
 
     /// The controller of an exporter config.
     pub fn for_exporter(cfg: &ExporterConfig, env: &Env) -> Result<ChannelSettings, ChannelError> {
-        let (endpoint, _) = cfg.endpoint_and_token()?;
+        let endpoint = cfg.controller_endpoint()?;
         let (options, unknown) = cfg.channel_options()?;
         warn_unknown_once(&unknown);
-        Self::new(endpoint, &cfg.tls, options, env)
+        Self::for_endpoint(&endpoint, &cfg.tls, options, env)
     }
 
     /// The same TLS and options for another endpoint (a router named by the controller).
@@ -126,12 +152,17 @@ impl ChannelSettings {
             endpoint: self.endpoint.clone(),
             message,
         };
-        let uri: http::Uri = format!("https://{}", self.endpoint)
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
-        if uri.port_u16().is_none() || uri.host().is_none_or(str::is_empty) {
-            return Err(bad("no port".into()));
-        }
+        let uri: http::Uri = match Target::endpoint(&self.endpoint) {
+            Ok(t @ Target::Tcp { .. }) => format!("https://{t}")
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?,
+            Ok(Target::Unix(_)) => {
+                return Err(bad(
+                    "a unix socket endpoint cannot be used for this channel; use HOST:PORT".into(),
+                ));
+            }
+            Err(e) => return Err(bad(e.reason)),
+        };
         let mut ep = tonic::transport::Endpoint::from(uri)
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
@@ -180,7 +211,12 @@ impl ChannelSettings {
                 tcp.set_nodelay(true)?;
                 let name = tls::server_name(name_override.as_deref().unwrap_or(&host))
                     .map_err(std::io::Error::other)?;
-                let stream = tls.connect(name, tcp).await?;
+                let stream = tls.connect(name, tcp).await.map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("TLS handshake failed: {}", tls::explain_io(&e)),
+                    )
+                })?;
                 Ok::<_, std::io::Error>(TokioIo::new(stream))
             }
         })
@@ -234,15 +270,10 @@ impl ChannelSettings {
 
     /// Opens an [`H2Channel`] (one HTTP/2 connection) to `endpoint` with these settings.
     pub async fn h2(&self, endpoint: &str) -> Result<H2Channel, ChannelError> {
-        let target = match Target::parse(endpoint) {
-            t @ Target::Tcp { .. } => t,
-            Target::Unix(_) => {
-                return Err(ChannelError::Endpoint {
-                    endpoint: endpoint.to_owned(),
-                    message: "no port".into(),
-                });
-            }
-        };
+        let target = Target::endpoint(endpoint).map_err(|e| ChannelError::Endpoint {
+            endpoint: e.given,
+            message: e.reason,
+        })?;
         Ok(H2Channel::dial_with_options(&target, &self.dial(), &self.options).await?)
     }
 }
@@ -263,7 +294,7 @@ pub fn client_tls(cfg: &TlsConfig, env: &Env) -> Result<Arc<rustls::ClientConfig
     let force_system = env
         .get("JUMPSTARTER_FORCE_SYSTEM_CERTS")
         .is_some_and(|v| v.trim() == "1");
-    let mut roots = RootCertStore::empty();
+    let mut roots = Roots::empty();
     if let Some(pem) = cfg.ca_pem()? {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<_, _>>()

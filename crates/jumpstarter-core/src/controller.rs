@@ -192,6 +192,8 @@ impl tonic::transport::server::Connected for RouterStream {
 /// Why a controller operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
+    #[error(transparent)]
+    Endpoint(#[from] jumpstarter_config::EndpointError),
     #[error("cannot reach {target}: {source}")]
     Dial {
         target: String,
@@ -225,7 +227,7 @@ pub async fn router_stream(
     token: &str,
     dial: &Dial,
 ) -> Result<RouterStream, ControllerError> {
-    let ch = channel(&Target::parse(endpoint), dial).await?;
+    let ch = channel(&Target::endpoint(endpoint)?, dial).await?;
     let origin = ch.origin();
     let mut router = RouterServiceClient::with_origin(ch, origin);
     let (tx, rx) = mpsc::channel::<StreamRequest>(16);
@@ -271,7 +273,7 @@ impl LeaseClient {
         dial: Dial,
         who: Identity,
     ) -> Result<LeaseClient, ControllerError> {
-        let target = Target::parse(endpoint);
+        let target = Target::endpoint(endpoint)?;
         let channel = channel(&target, &dial).await?;
         Ok(LeaseClient {
             target,

@@ -235,13 +235,65 @@ fn show_time(t: i64) -> String {
 /// How a client decides to trust the server.
 #[derive(Debug, Clone)]
 pub enum ServerTrust {
-    Roots(Arc<RootCertStore>),
+    Roots(Arc<Roots>),
     AnyCertificate,
 }
 
+/// Trust anchors, and the certificates they came from.
+///
+/// The certificates are kept so that a server presenting one of them as its own certificate
+/// is accepted even when it is marked as a CA (`CA:TRUE`, what `openssl req -x509` makes by
+/// default): webpki refuses a CA certificate as an end entity, OpenSSL and BoringSSL (so
+/// upstream's tools) accept a self-signed certificate that is its own trust anchor.
+#[derive(Debug, Clone)]
+pub struct Roots {
+    store: RootCertStore,
+    certs: Vec<CertificateDer<'static>>,
+}
+
+impl Roots {
+    pub fn empty() -> Roots {
+        Roots {
+            store: RootCertStore::empty(),
+            certs: Vec::new(),
+        }
+    }
+
+    /// Adds every certificate that parses as a trust anchor; returns (added, ignored).
+    pub fn add_parsable_certificates(
+        &mut self,
+        certs: impl IntoIterator<Item = CertificateDer<'static>>,
+    ) -> (usize, usize) {
+        let (mut added, mut ignored) = (0, 0);
+        for cert in certs {
+            match self.store.add(cert.clone()) {
+                Ok(()) => {
+                    added += 1;
+                    self.certs.push(cert);
+                }
+                Err(_) => ignored += 1,
+            }
+        }
+        (added, ignored)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.store.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Whether `cert` is, byte for byte, one of the trusted certificates.
+    fn is_anchor(&self, cert: &CertificateDer<'_>) -> bool {
+        self.certs.iter().any(|c| c.as_ref() == cert.as_ref())
+    }
+}
+
 /// Roots from a PEM file.
-pub fn roots_from_pem_file(path: &Path) -> Result<RootCertStore, TlsError> {
-    let mut roots = RootCertStore::empty();
+pub fn roots_from_pem_file(path: &Path) -> Result<Roots, TlsError> {
+    let mut roots = Roots::empty();
     let (added, _ignored) = roots.add_parsable_certificates(certs_from_pem_file(path)?);
     if added == 0 {
         return Err(TlsError::Pem {
@@ -253,12 +305,12 @@ pub fn roots_from_pem_file(path: &Path) -> Result<RootCertStore, TlsError> {
 }
 
 /// `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH` if set, else the system trust store.
-pub fn default_roots() -> Result<RootCertStore, TlsError> {
+pub fn default_roots() -> Result<Roots, TlsError> {
     if let Some(path) = std::env::var_os(ROOTS_ENV).filter(|v| !v.is_empty()) {
         return roots_from_pem_file(Path::new(&path));
     }
     let found = rustls_native_certs::load_native_certs();
-    let mut roots = RootCertStore::empty();
+    let mut roots = Roots::empty();
     roots.add_parsable_certificates(found.certs);
     if roots.is_empty() {
         let why = found
@@ -279,9 +331,21 @@ pub fn client_config(trust: &ServerTrust) -> Result<Arc<ClientConfig>, TlsError>
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let mut config = match trust {
-        ServerTrust::Roots(roots) => builder
-            .with_root_certificates(roots.clone())
-            .with_no_client_auth(),
+        ServerTrust::Roots(roots) => {
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots.store.clone()),
+                provider(),
+            )
+            .build()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnchorAware {
+                    webpki,
+                    roots: roots.clone(),
+                }))
+                .with_no_client_auth()
+        }
         ServerTrust::AnyCertificate => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCertificate(
@@ -297,6 +361,212 @@ pub fn client_config(trust: &ServerTrust) -> Result<Arc<ClientConfig>, TlsError>
 pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
     ServerName::try_from(host.to_owned())
         .map_err(|_| TlsError::Config(format!("'{host}' is not a valid host name for TLS")))
+}
+
+/// The webpki verifier, plus one case it refuses: the server presents, byte for byte, a
+/// certificate that is itself a configured trust anchor but marked as a CA. That certificate
+/// is accepted when it is valid now and for the name dialled (handshake signatures are checked
+/// by webpki's code as for any certificate).
+#[derive(Debug)]
+struct AnchorAware {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    roots: Arc<Roots>,
+}
+
+impl ServerCertVerifier for AnchorAware {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let refused = match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        if !is_ca_used_as_end_entity(&refused) || !self.roots.is_anchor(end_entity) {
+            return Err(refused);
+        }
+        let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        match validity(end_entity.as_ref()) {
+            Some((_, not_after)) if now > not_after => {
+                return Err(rustls::CertificateError::Expired.into());
+            }
+            Some((not_before, _)) if now < not_before => {
+                return Err(rustls::CertificateError::NotValidYet.into());
+            }
+            Some(_) => {}
+            None => return Err(rustls::CertificateError::BadEncoding.into()),
+        }
+        let cert = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|_| rustls::Error::from(rustls::CertificateError::BadEncoding))?;
+        cert.verify_is_valid_for_subject_name(server_name)
+            .map_err(|e| match e {
+                webpki::Error::CertNotValidForName(ctx) => {
+                    rustls::CertificateError::NotValidForNameContext {
+                        expected: ctx.expected,
+                        presented: ctx.presented,
+                    }
+                }
+                _ => rustls::CertificateError::NotValidForName,
+            })?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+fn webpki_error(e: &rustls::Error) -> Option<&webpki::Error> {
+    match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => {
+            other.0.downcast_ref::<webpki::Error>()
+        }
+        _ => None,
+    }
+}
+
+fn is_ca_used_as_end_entity(e: &rustls::Error) -> bool {
+    matches!(webpki_error(e), Some(webpki::Error::CaUsedAsEndEntity))
+}
+
+/// A TLS failure in words: the certificate problem, or what the peer did. `io` is what a
+/// handshake returned (tokio-rustls wraps rustls' error in an `io::Error`).
+pub fn explain_io(io: &std::io::Error) -> String {
+    match io
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(e) => explain(e),
+        None if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the server closed the connection during the handshake".into()
+        }
+        None => io.to_string(),
+    }
+}
+
+/// A rustls error in words (no `Other(OtherError(..))` dumps).
+pub fn explain(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let cert = |what: String| format!("invalid peer certificate: {what}");
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::UnknownIssuer => cert(format!(
+                "it is not signed by a trusted certificate authority (trust its CA, or the \
+                 certificate itself, with {ROOTS_ENV}=FILE.pem or the config's tls.ca)"
+            )),
+            C::NotValidForName => cert("it is not valid for the name dialled".into()),
+            C::NotValidForNameContext {
+                expected,
+                presented,
+            } => cert(format!(
+                "it is not valid for {} (it names {}); dial one of its names, or reissue it \
+                 with a subjectAltName for this one",
+                show_server_name(expected),
+                if presented.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    presented
+                        .iter()
+                        .map(|n| show_presented(n))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            )),
+            C::Expired | C::ExpiredContext { .. } => cert(format!("it has expired ({c})")),
+            C::NotValidYet | C::NotValidYetContext { .. } => {
+                cert(format!("it is not valid yet ({c})"))
+            }
+            C::BadEncoding => cert("it is not a well-formed X.509 certificate".into()),
+            C::BadSignature => cert("its signature does not verify".into()),
+            C::Revoked => cert("it has been revoked".into()),
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+                cert("its extended key usage does not allow a TLS server".into())
+            }
+            C::Other(_) => match webpki_error(e) {
+                Some(webpki::Error::CaUsedAsEndEntity) => cert(format!(
+                    "the certificate is a CA certificate (CA:TRUE) used as a server \
+                     certificate, and it is not itself trusted here; trust exactly this \
+                     certificate ({ROOTS_ENV}=CERT.pem, or the config's tls.ca), or give the \
+                     server a certificate with basicConstraints=CA:FALSE issued by a trusted CA"
+                )),
+                Some(webpki::Error::EndEntityUsedAsCa) => {
+                    cert("the chain uses a server certificate (CA:FALSE) as an issuing CA".into())
+                }
+                Some(webpki::Error::UnsupportedCertVersion) => {
+                    cert("it is not an X.509 version 3 certificate".into())
+                }
+                Some(webpki::Error::PathLenConstraintViolated) => {
+                    cert("the chain is longer than a CA's path length allows".into())
+                }
+                Some(webpki::Error::NameConstraintViolation) => {
+                    cert("it violates the name constraints of its CA".into())
+                }
+                Some(webpki::Error::UnsupportedCriticalExtension) => {
+                    cert("it has a critical extension this client does not know".into())
+                }
+                Some(other) => cert(format!("{other:?}")),
+                None => cert(c.to_string()),
+            },
+            other => cert(other.to_string()),
+        },
+        rustls::Error::AlertReceived(alert) => {
+            format!("the server refused the handshake (TLS alert: {alert:?})")
+        }
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            "the server did not answer in TLS".into()
+        }
+        rustls::Error::NoApplicationProtocol => {
+            "the server does not offer HTTP/2 (ALPN h2), which gRPC needs".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// webpki's `DnsName("a.lab")` / `IpAddress(10.0.0.1)` as `a.lab` / `10.0.0.1`.
+fn show_presented(name: &str) -> &str {
+    name.strip_prefix("DnsName(\"")
+        .and_then(|n| n.strip_suffix("\")"))
+        .or_else(|| {
+            name.strip_prefix("IpAddress(")
+                .and_then(|n| n.strip_suffix(')'))
+        })
+        .unwrap_or(name)
+}
+
+fn show_server_name(n: &ServerName<'_>) -> String {
+    match n {
+        ServerName::DnsName(d) => d.as_ref().to_owned(),
+        ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+        _ => "the name dialled".into(),
+    }
 }
 
 /// Accepts any server certificate (handshake signatures are still checked).

@@ -23,7 +23,7 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use jumpstarter_config::ChannelOptions;
+use jumpstarter_config::{ChannelOptions, Endpoint, EndpointError};
 
 use crate::tls;
 use jumpstarter_protocol::wire::{CONNECTION_WINDOW, MAX_FRAME_SIZE, STREAM_WINDOW};
@@ -54,6 +54,21 @@ impl Target {
         }
         Target::Unix(PathBuf::from(s))
     }
+
+    /// A controller or router endpoint, in grpc's target syntax ([`Endpoint::parse`]: `host`
+    /// gets port 443, `dns:///host:port`, `[v6]:port`, `unix:PATH`, a scheme is dropped).
+    pub fn endpoint(s: &str) -> Result<Target, EndpointError> {
+        Ok(Endpoint::parse(s)?.into())
+    }
+}
+
+impl From<Endpoint> for Target {
+    fn from(e: Endpoint) -> Target {
+        match e {
+            Endpoint::Tcp { host, port } => Target::Tcp { host, port },
+            Endpoint::Unix(path) => Target::Unix(path),
+        }
+    }
 }
 
 impl std::fmt::Display for Target {
@@ -82,9 +97,19 @@ pub enum DialError {
     Connect(#[source] std::io::Error),
     #[error("connection to {target} timed out after {secs} s", secs = CONNECT_TIMEOUT.as_secs())]
     Timeout { target: String },
-    #[error("TLS handshake with {target} failed: {source}")]
+    /// `message` is the failure in words ([`tls::explain_io`]).
+    #[error("TLS handshake with {target} failed: {message}")]
     Tls {
         target: String,
+        message: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS handshake failed and the server answers plaintext HTTP/2 instead.
+    #[error("TLS handshake with {target} failed: the server speaks plaintext gRPC, not TLS")]
+    Plaintext {
+        target: String,
+        message: String,
         #[source]
         source: std::io::Error,
     },
@@ -208,13 +233,33 @@ impl H2Channel {
                             let name = tls::server_name(
                                 options.tls_server_name.as_deref().unwrap_or(host),
                             )?;
-                            let tls = tokio_rustls::TlsConnector::from(config.clone())
+                            let tls = match tokio_rustls::TlsConnector::from(config.clone())
                                 .connect(name, tcp)
                                 .await
-                                .map_err(|source| DialError::Tls {
-                                    target: shown.clone(),
-                                    source,
-                                })?;
+                            {
+                                Ok(tls) => tls,
+                                Err(source) => {
+                                    let message = tls::explain_io(&source);
+                                    let target = shown.clone();
+                                    return Err(
+                                        if is_protocol_failure(&source)
+                                            && speaks_plaintext_h2(host, *port).await
+                                        {
+                                            DialError::Plaintext {
+                                                target,
+                                                message,
+                                                source,
+                                            }
+                                        } else {
+                                            DialError::Tls {
+                                                target,
+                                                message,
+                                                source,
+                                            }
+                                        },
+                                    );
+                                }
+                            };
                             (io, scheme) = (Box::new(tls) as Box<dyn Io>, "https");
                         }
                     }
@@ -248,6 +293,72 @@ impl H2Channel {
     pub fn is_closed(&self) -> bool {
         self.send.is_closed()
     }
+}
+
+/// How long each probe of [`speaks_tls`] and [`speaks_plaintext_h2`] may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Whether a failed TLS handshake looks like a server that does not speak TLS at all (rather
+/// than a certificate problem).
+fn is_protocol_failure(e: &std::io::Error) -> bool {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(
+            rustls::Error::InvalidMessage(_)
+            | rustls::Error::InappropriateMessage { .. }
+            | rustls::Error::InappropriateHandshakeMessage { .. },
+        ) => true,
+        Some(_) => false,
+        None => true,
+    }
+}
+
+/// Whether `host:port` answers the HTTP/2 connection preface with a SETTINGS frame in
+/// plaintext (a `--tls-grpc-insecure` exporter). Used to explain a failed TLS handshake.
+pub async fn speaks_plaintext_h2(host: &str, port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let mut tcp = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        tcp.write_all(&hello).await.ok()?;
+        let mut head = [0u8; 9];
+        tcp.read_exact(&mut head).await.ok()?;
+        // A frame header: 24-bit length, type 4 (SETTINGS), stream 0.
+        Some(head[3] == 4 && head[5..9] == [0, 0, 0, 0])
+    };
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, probe).await,
+        Ok(Some(true))
+    )
+}
+
+/// Whether `host:port` completes (or answers with an alert) a TLS handshake: a TLS exporter
+/// that was dialled in plaintext. Used to explain a failed plaintext call.
+pub async fn speaks_tls(host: &str, port: u16) -> bool {
+    let probe = async {
+        let config = tls::client_config(&tls::ServerTrust::AnyCertificate).ok()?;
+        let name = tls::server_name(host).unwrap_or_else(|_| {
+            rustls::pki_types::ServerName::from(std::net::IpAddr::from([127, 0, 0, 1]))
+        });
+        let tcp = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        match tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+        {
+            Ok(_) => Some(true),
+            Err(e) => Some(matches!(
+                e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+                Some(rustls::Error::AlertReceived(_))
+            )),
+        }
+    };
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, probe).await,
+        Ok(Some(true))
+    )
 }
 
 /// A boxed byte stream (TCP or TLS over TCP).

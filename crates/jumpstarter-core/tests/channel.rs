@@ -205,19 +205,18 @@ fn bad_settings_are_reported_clearly() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("tls.ca is not base64"), "{err}");
-    let s = ChannelSettings::new(
-        "no-port",
-        &TlsConfig {
-            insecure: true,
-            ..Default::default()
-        },
-        ChannelOptions::default(),
-        &no_env(),
-    )
-    .unwrap();
-    let err = s.endpoint().unwrap_err();
+    let insecure = TlsConfig {
+        insecure: true,
+        ..Default::default()
+    };
+    // No port is grpc's 443; a malformed endpoint is refused with the reason.
+    let s =
+        ChannelSettings::new("no-port", &insecure, ChannelOptions::default(), &no_env()).unwrap();
+    assert_eq!(s.endpoint, "no-port:443");
+    let err = ChannelSettings::new("no port", &insecure, ChannelOptions::default(), &no_env())
+        .unwrap_err();
     assert!(matches!(err, ChannelError::Endpoint { .. }), "{err}");
-    assert!(err.to_string().contains("expected host:port"), "{err}");
+    assert!(err.to_string().contains("expected HOST[:PORT]"), "{err}");
     let mut cfg = ClientConfig::new("c", None, "n".into());
     let err = ChannelSettings::for_client(&cfg, &no_env())
         .unwrap_err()

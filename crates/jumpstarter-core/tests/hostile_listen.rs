@@ -54,8 +54,8 @@ fn make_tls(dir: &Path) -> Tls {
     let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&c, cert.pem()).unwrap();
     std::fs::write(&k, key.serialize_pem()).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der().clone()).unwrap();
+    let mut roots = tls::Roots::empty();
+    assert_eq!(roots.add_parsable_certificates([cert.der().clone()]).0, 1);
     Tls {
         server: tls::server_config(&c, &k).unwrap(),
         client: tls::client_config(&tls::ServerTrust::Roots(Arc::new(roots))).unwrap(),

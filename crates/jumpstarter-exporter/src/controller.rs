@@ -138,7 +138,7 @@ pub struct Link {
 
 impl Link {
     pub fn from_config(config: &ExporterConfig) -> Result<Link, LinkError> {
-        let endpoint = config
+        config
             .endpoint
             .as_deref()
             .filter(|e| !e.is_empty())
@@ -151,7 +151,7 @@ impl Link {
         config.check_token().map_err(LinkError::Token)?;
         let settings = ChannelSettings::for_exporter(config, &Env::process())?;
         Ok(Link {
-            target: Target::parse(endpoint),
+            target: Target::endpoint(&settings.endpoint).map_err(ChannelError::from)?,
             dial: settings.dial(),
             settings,
             who: Identity {

@@ -13,9 +13,9 @@ mod tree;
 
 use std::ffi::OsString;
 
-use jumpstarter_core::Client;
 use jumpstarter_core::tls;
 use jumpstarter_core::transport::{Dial, Target};
+use jumpstarter_core::{Client, ClientError};
 
 pub use allow::Allow;
 
@@ -56,7 +56,7 @@ async fn run(host: String, args: Vec<OsString>) -> i32 {
             return 1;
         }
     };
-    let client = match Client::dial(&target, &dial).await {
+    let client = match connect(&target, &dial).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("Error: {e}");
@@ -65,6 +65,35 @@ async fn run(host: String, args: Vec<OsString>) -> i32 {
     };
     let allow = allow::from_env();
     tree::run(&client, crate::families(), &allow, args).await
+}
+
+/// Connects and reads the report; a TLS/plaintext mismatch with a TCP target says which
+/// setting to change.
+async fn connect(target: &Target, dial: &Dial) -> Result<Client, String> {
+    use jumpstarter_core::transport::{DialError, H2Channel, speaks_tls};
+    let channel = match H2Channel::dial(target, dial).await {
+        Ok(c) => c,
+        Err(e @ DialError::Plaintext { .. }) => {
+            return Err(format!(
+                "Exporter did not respond to initial connection: {e}; set JMP_GRPC_INSECURE=1 \
+                 to connect without TLS"
+            ));
+        }
+        Err(e) => return Err(ClientError::Connect(e.to_string()).to_string()),
+    };
+    match Client::from_channel(channel).await {
+        Ok(c) => Ok(c),
+        Err(e @ ClientError::Connect(_)) => match target {
+            Target::Tcp { host, port } if dial.tls.is_none() && speaks_tls(host, *port).await => {
+                Err(format!(
+                    "{e}; the exporter at {target} speaks TLS: unset JMP_GRPC_INSECURE (and trust \
+                     its certificate with GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=CERT.pem)"
+                ))
+            }
+            _ => Err(e.to_string()),
+        },
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// How `j` reaches a TCP target (a direct-mode exporter), as upstream's `j` does:

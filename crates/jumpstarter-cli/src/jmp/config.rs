@@ -3,14 +3,16 @@
 //! Flags, prompts, messages and output as upstream 0.9.0 (cli-config §2.3, §2.4), plus
 //! `jmp config client edit` (upstream has only the exporter one). `edit` works on a copy and
 //! replaces the file only when the edited text is a valid config; an invalid edit is kept
-//! beside the file (`<file>.invalid`) so nothing typed is lost.
+//! beside the file (`<file>.invalid`) so nothing typed is lost. A client config must have a
+//! well-formed `endpoint` and no unknown keys to pass; `create` checks the endpoint too
+//! (upstream writes any text and fails later, at connect time).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use jumpstarter_config::{
-    ClientConfig, ConfigError, Drivers, ExporterConfig, Locations, UserConfig,
+    ClientConfig, ConfigError, Drivers, Endpoint, ExporterConfig, Locations, UserConfig,
 };
 use jumpstarter_core::exit::{CliError, CliResult};
 use serde_json::{Value as Json, json};
@@ -178,7 +180,7 @@ fn client(cmd: ClientCommand, loc: &Locations) -> Result<(), CliError> {
         ClientCommand::Edit(a) => {
             let path = existing_client(&a.name, loc)?;
             edit(&path, |text, p| {
-                ClientConfig::parse(text, p).map(|c| c.warnings)
+                ClientConfig::parse_strict(text, p).map(|c| c.warnings)
             })
         }
         ClientCommand::List(a) => client_list(a.output.as_deref(), loc),
@@ -261,6 +263,7 @@ fn client_create(a: ClientCreate, loc: &Locations) -> Result<(), CliError> {
         &mut input,
         false,
     )?;
+    let endpoint = Endpoint::for_file(&endpoint).map_err(error)?;
     let token = prompt_opt(
         a.token,
         "Enter a Jumpstarter auth token (hidden)",
@@ -417,6 +420,7 @@ fn exporter(cmd: ExporterCommand, loc: &Locations) -> Result<(), CliError> {
             let namespace = prompt_opt(a.namespace, "Namespace", &mut input, false)?;
             let name = prompt_opt(a.name, "Name", &mut input, false)?;
             let endpoint = prompt_opt(a.endpoint, "Endpoint", &mut input, false)?;
+            let endpoint = Endpoint::for_file(&endpoint).map_err(error)?;
             let token = prompt_opt(a.token, "Token", &mut input, false)?;
             if a.insecure_tls && !a.nointeractive {
                 confirm_insecure(&mut input)?;
@@ -464,7 +468,9 @@ fn exporter(cmd: ExporterCommand, loc: &Locations) -> Result<(), CliError> {
                 .find_exporter(&a.alias)
                 .map_err(|_| error(format!("exporter \"{}\" does not exist", a.alias)))?;
             edit(&path, |text, p| {
-                ExporterConfig::parse(text, p).map(|c| c.warnings)
+                let cfg = ExporterConfig::parse(text, p)?;
+                cfg.check_endpoint()?;
+                Ok(cfg.warnings)
             })
         }
         ExporterCommand::List(a) => {

@@ -17,6 +17,7 @@ impl ExporterConfig {
             alias: alias.to_owned(),
             metadata: Metadata { namespace, name },
             endpoint: None,
+            endpoint_origin: Origin::Default,
             token: None,
             token_origin: Origin::Default,
             tls: TlsConfig::default(),
@@ -38,6 +39,7 @@ impl ExporterConfig {
     pub fn apply_env(&mut self, env: &Env) {
         if let Some(e) = env.get("JMP_ENDPOINT") {
             self.endpoint = Some(e);
+            self.endpoint_origin = Origin::Env("JMP_ENDPOINT".into());
         }
         if let Some(t) = env.get("JMP_TOKEN") {
             self.token = Some(t);
@@ -66,6 +68,28 @@ impl ExporterConfig {
                 "endpoint or token not set in {what}; set them in the file or with JMP_ENDPOINT \
                  and JMP_TOKEN"
             ))),
+        }
+    }
+
+    /// The controller endpoint, parsed ([`crate::Endpoint::parse`]); a malformed one is an
+    /// error that points at where it was set (`file:line:col`, `$JMP_ENDPOINT`).
+    pub fn controller_endpoint(&self) -> Result<crate::Endpoint, ConfigError> {
+        let (endpoint, _) = self.endpoint_and_token()?;
+        let what = match &self.path {
+            Some(p) => format!("exporter config '{}' ({})", self.alias, p.display()),
+            None => format!("exporter config '{}'", self.alias),
+        };
+        crate::endpoint::parse_at(endpoint, &self.endpoint_origin, &what)
+    }
+
+    /// `endpoint` checked when it is set (a direct-mode exporter needs none); a malformed one
+    /// is an error at `file:line:col`.
+    pub fn check_endpoint(&self) -> Result<(), ConfigError> {
+        match self.endpoint.as_deref() {
+            Some(e) if !e.trim().is_empty() => {
+                crate::endpoint::parse_at(e, &self.endpoint_origin, "the exporter config").map(drop)
+            }
+            _ => Ok(()),
         }
     }
 

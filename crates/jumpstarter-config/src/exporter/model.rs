@@ -120,7 +120,10 @@ pub struct ExporterConfig {
     /// File stem of the config, or `default`.
     pub alias: String,
     pub metadata: Metadata,
+    /// Controller endpoint: `host:port` or another of grpc's forms ([`crate::Endpoint`]).
     pub endpoint: Option<String>,
+    /// Where `endpoint` came from (file position, `JMP_ENDPOINT`), for messages.
+    pub endpoint_origin: crate::common::Origin,
     pub token: Option<String>,
     /// Where `token` was set (the file's `token:` or `JMP_TOKEN`), for errors.
     pub token_origin: Origin,

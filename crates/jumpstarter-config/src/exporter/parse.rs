@@ -52,11 +52,13 @@ impl ExporterConfig {
                 ));
             }
         };
-        let endpoint = top
-            .take("endpoint")
-            .map(|v| ctx.opt_string(v, "endpoint"))
-            .transpose()?
-            .flatten();
+        let (endpoint, endpoint_origin) = match top.take("endpoint") {
+            Some(v) => (
+                ctx.opt_string(v, "endpoint")?,
+                crate::common::Origin::File(ctx.at(v.pos)),
+            ),
+            None => (None, crate::common::Origin::Default),
+        };
         let token_node = top.take("token");
         let token = token_node
             .map(|v| ctx.opt_string(v, "token"))
@@ -137,6 +139,7 @@ impl ExporterConfig {
             alias: "default".into(),
             metadata,
             endpoint,
+            endpoint_origin,
             token,
             token_origin,
             tls,

@@ -11,8 +11,12 @@
 //! inside reach TLS and passphrase-protected exporters without any setting of their own (bug
 //! B7). `JMP_EXPORTER` and `JMP_LEASE` are `direct`, as upstream.
 //!
-//! TLS trust: `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH` or the system store; `JMP_GRPC_INSECURE=1`
-//! (or `JUMPSTARTER_GRPC_INSECURE=1`) accepts any server certificate, as upstream's `jmp` does.
+//! TLS trust: `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH` or the system store (a self-signed
+//! certificate that is its own trust anchor is accepted even when marked `CA:TRUE`, as
+//! upstream does); `JMP_GRPC_INSECURE=1` (or `JUMPSTARTER_GRPC_INSECURE=1`) accepts any server
+//! certificate, as upstream's `jmp` does. The passphrase is `--passphrase`, else
+//! `JMP_GRPC_PASSPHRASE` (what `j` reads; upstream's `jmp shell` has no variable). A TLS
+//! client against a plaintext exporter, or the reverse, is told which flag to change.
 
 use std::ffi::OsString;
 use std::sync::Arc;
@@ -21,7 +25,7 @@ use jumpstarter_core::client::Code;
 use jumpstarter_core::exit::{CliError, CliResult};
 use jumpstarter_core::forward::Connect;
 use jumpstarter_core::tls::{self, ServerTrust};
-use jumpstarter_core::transport::{Dial, DialError, H2Channel, Target};
+use jumpstarter_core::transport::{self, Dial, DialError, H2Channel, Target};
 use jumpstarter_core::{Client, ClientError};
 
 use super::attach::{attach, hook_ready, spawn_logs};
@@ -37,6 +41,20 @@ enum DirectError {
     Auth(String),
     #[error("Exporter {target} did not respond to initial status check: {message}")]
     Status { target: String, message: String },
+    /// Plaintext (`--tls-grpc-insecure`) dialled a TLS exporter.
+    #[error(
+        "Exporter did not respond to initial connection (Caused by: the exporter at {target} \
+         speaks TLS; drop --tls-grpc-insecure, and trust its certificate with \
+         GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=CERT.pem or skip verification with JMP_GRPC_INSECURE=1)"
+    )]
+    SpeaksTls { target: String },
+    /// TLS dialled a plaintext exporter.
+    #[error(
+        "Exporter did not respond to initial connection (Caused by: the exporter at {target} \
+         speaks plaintext gRPC, not TLS (it runs with --tls-grpc-insecure); add \
+         --tls-grpc-insecure, or restart it with --tls-cert and --tls-key)"
+    )]
+    Plaintext { target: String },
 }
 
 pub struct DirectShell<'a> {
@@ -80,7 +98,13 @@ pub async fn run(args: DirectShell<'_>) -> CliResult {
             ),
         ));
     }
-    let dial = dial_options(args.insecure, args.passphrase.clone())?;
+    // As `j` does: the passphrase may come from JMP_GRPC_PASSPHRASE (kept out of `ps`).
+    let passphrase = args.passphrase.clone().or_else(|| {
+        std::env::var("JMP_GRPC_PASSPHRASE")
+            .ok()
+            .filter(|p| !p.is_empty())
+    });
+    let dial = dial_options(args.insecure, passphrase)?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(|e| CliError::from(e).context("cannot watch SIGINT"))?;
     let (channel, client, logs) = tokio::select! {
@@ -113,15 +137,28 @@ async fn prepare(
     dial: &Dial,
     exporter_logs: bool,
 ) -> Result<(H2Channel, Client, tokio::task::JoinHandle<()>), CliError> {
-    let channel = H2Channel::dial(target, dial)
-        .await
-        .map_err(DirectError::Connect)?;
-    let client = Client::from_channel(channel.clone())
-        .await
-        .map_err(|e| match e {
-            ClientError::Unauthenticated(m) => DirectError::Auth(m).into(),
-            other => CliError::from(other),
-        })?;
+    let channel = H2Channel::dial(target, dial).await.map_err(|e| match e {
+        DialError::Plaintext { .. } => DirectError::Plaintext {
+            target: target.to_string(),
+        },
+        other => DirectError::Connect(other),
+    })?;
+    let client = match Client::from_channel(channel.clone()).await {
+        Ok(c) => c,
+        Err(ClientError::Unauthenticated(m)) => return Err(DirectError::Auth(m).into()),
+        Err(other) => {
+            if let Target::Tcp { host, port } = target
+                && dial.tls.is_none()
+                && transport::speaks_tls(host, *port).await
+            {
+                return Err(DirectError::SpeaksTls {
+                    target: target.to_string(),
+                }
+                .into());
+            }
+            return Err(CliError::from(other));
+        }
+    };
     if let Err(s) = client.get_status().await {
         if s.code() == Code::Unimplemented {
             tracing::debug!("GetStatus is not implemented; assuming the exporter is ready");
