@@ -4,6 +4,7 @@
 #
 #   scripts/build-static.sh [OUT_DIR]        # default OUT_DIR: dist/
 #   TARGET=aarch64-unknown-linux-gnu scripts/build-static.sh   # e.g. Raspberry Pi OS 64-bit
+#   PROFILE=dev scripts/build-static.sh /tmp/out                # quick, unoptimised (tests)
 #
 # Cross builds need the target's standard library (`rustup target add $TARGET`) and a linker for
 # it (on Debian: gcc-aarch64-linux-gnu, with
@@ -34,10 +35,18 @@ done
 
 # With --target, RUSTFLAGS reach only the target code (build scripts and proc macros stay
 # dynamic, as they must). The link arguments (and symbol stripping) go to the final link only.
+# PROFILE=dev builds the same static binary unoptimised in the workspace code (dependencies
+# at opt-level 2, as in every dev build): a few minutes instead of the release build's many,
+# for the image test in CI. The default is the release profile.
+profile="${PROFILE:-release}"
+case "$profile" in
+    dev) profile_dir=debug ;;
+    *) profile_dir="$profile" ;;
+esac
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-    cargo rustc --release --locked --target "$target" -p jumpstarter-cli --bin jmp -- -C strip=symbols "${link_args[@]}"
+    cargo rustc --profile "$profile" --locked --target "$target" -p jumpstarter-cli --bin jmp -- -C strip=symbols "${link_args[@]}"
 
-bin="${CARGO_TARGET_DIR:-target}/$target/release/jmp"
+bin="${CARGO_TARGET_DIR:-target}/$target/$profile_dir/jmp"
 mkdir -p "$out"
 cp "$bin" "$out/jmp"
 ln -sf jmp "$out/j"

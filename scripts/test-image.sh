@@ -114,7 +114,8 @@ exec_line=$(sed -n 's/^Exec=//p' deploy/jumpstarter-exporter.container)
     || fail "deploy/jumpstarter-exporter.container: Exec= is not the seeds' line: $exec_line"
 read -r -a argv <<<"$exec_line"
 alias="${argv[-1]}"
-# A controller-mode config; nothing listens on its endpoint, so the exporter keeps retrying.
+# A controller-mode config (a JWT-shaped token no controller issued); nothing listens on its
+# endpoint, so the exporter keeps retrying.
 cat >"$mnt/etc/jumpstarter/exporters/$alias.yaml" <<EOF
 apiVersion: jumpstarter.dev/v1alpha1
 kind: ExporterConfig
@@ -122,7 +123,7 @@ metadata:
   namespace: default
   name: $alias
 endpoint: 127.0.0.1:9
-token: not-a-real-token
+token: eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJub2JvZHkifQ.bm90LWEtcmVhbC1zaWduYXR1cmU
 tls:
   insecure: true
 export:

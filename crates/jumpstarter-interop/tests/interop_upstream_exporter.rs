@@ -67,7 +67,7 @@ fn our_j_inside_upstream_shell() {
         "{out}"
     );
     assert!(
-        out.contains("This exporter does not support direct connection yet"),
+        out.contains("echo has no direct address: its driver does not export `address`"),
         "{out}"
     );
     assert!(out.contains("No such command 'nosuch'"), "{out}");

@@ -65,7 +65,7 @@ pub struct ShellArgs {
     /// Direct mode without TLS
     #[arg(long)]
     tls_grpc_insecure: bool,
-    /// Passphrase for direct mode
+    /// Passphrase for direct mode (default: $JMP_GRPC_PASSPHRASE)
     #[arg(long, value_name = "TEXT")]
     passphrase: Option<String>,
     /// Command to run instead of an interactive shell (put `--` before it)
